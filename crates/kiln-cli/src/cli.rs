@@ -1,0 +1,172 @@
+//! The command line, declared with clap; doc comments are the help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use kiln_core::EnvVars;
+
+/// kiln: the machine-learning loop in one binary.
+///
+/// Data in, versioned and checked; models trained, tracked and served;
+/// everything immutable and traceable. Start with `kiln init`, then
+/// `kiln data add NAME FILE`. `kiln demo` shows a tour.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Metadata store: `sqlite://PATH` or `postgres://USER:PASS@HOST:PORT/DB`
+    /// (default: the project's `.kiln/kiln.db`).
+    #[arg(long, global = true, env = EnvVars::KILN_STORE, value_name = "URL")]
+    pub store: Option<String>,
+    /// Object store: `file://PATH` or `s3://BUCKET/PREFIX`, with the usual
+    /// AWS_* variables and KILN_S3_ENDPOINT for S3-compatible servers
+    /// (default: the project's `.kiln/objects`).
+    #[arg(long, global = true, env = EnvVars::KILN_OBJECTS, value_name = "URL")]
+    pub objects: Option<String>,
+    /// Print machine-readable JSON on stdout instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only what was asked for: no progress, no notes.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Log more (repeat for more detail); KILN_LOG sets a filter.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a project: kiln.yaml plus .kiln/ (SQLite metadata, object folder).
+    ///
+    /// Commands find the project by walking up from the working directory,
+    /// as git does.
+    Init(InitArgs),
+    /// Version, profile, check, diff and restore datasets.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Run a tour on a throw-away project with a bundled real dataset.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Directory to create the project in (default: the current one).
+    pub dir: Option<PathBuf>,
+    /// Project name (default: the directory's name).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the demo project in this directory instead of a temporary one.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Add a file or folder as a new version of a dataset.
+    ///
+    /// CSV/TSV (delimiter, header and types inferred; gzip read), Parquet,
+    /// JSON lines, or a folder of files. The version id is the BLAKE3 of
+    /// the content: adding identical content again makes no new version.
+    /// Tables are profiled and get a columnar (Parquet) copy; checks
+    /// declared in kiln.yaml run on the new version.
+    ///
+    /// Exit status: 0 added or unchanged, 1 refused by `--check`, 2 error.
+    Add(AddArgs),
+    /// List datasets with their latest version.
+    #[command(alias = "list")]
+    Ls,
+    /// List the versions of a dataset, oldest first.
+    Log {
+        /// Dataset name.
+        name: String,
+    },
+    /// Show a version's schema and profile.
+    Show {
+        /// `NAME`, `NAME@latest`, `NAME@TAG` or `NAME@ID_PREFIX`.
+        reference: String,
+    },
+    /// Compare two versions: schema, row counts, statistics, and rows by key.
+    ///
+    /// Rows are compared when the dataset declares `key:` in kiln.yaml or
+    /// `--key` is given.
+    Diff {
+        /// The older version, e.g. `bikes@v1`.
+        a: String,
+        /// The newer version, e.g. `bikes@latest`.
+        b: String,
+        /// Key columns identifying a row (overrides kiln.yaml).
+        #[arg(long, value_delimiter = ',')]
+        key: Option<Vec<String>>,
+    },
+    /// Restore a version byte for byte.
+    Get {
+        /// `NAME@VERSION`.
+        reference: String,
+        /// Where to write it (must not exist).
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Run the checks kiln.yaml declares for a dataset on a version.
+    ///
+    /// Exit status: 0 all passed, 1 a check failed, 2 error.
+    Check {
+        /// `NAME` or `NAME@VERSION` (default: latest).
+        reference: String,
+    },
+    /// Set catalog fields of a dataset.
+    Describe {
+        /// Dataset name.
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        /// A catalog tag (repeatable), e.g. `--tag pii --tag healthcare`.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    /// Name a version with a tag (moving the tag if it exists).
+    Tag {
+        /// `NAME@VERSION`.
+        reference: String,
+        /// The tag, e.g. `v1` or `production`.
+        tag: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Dataset name (letters, digits, `_`, `-`, `.`).
+    pub name: String,
+    /// File or folder to add.
+    pub path: PathBuf,
+    /// A message describing this version.
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// Refuse the version, writing nothing, if a declared check fails.
+    #[arg(long)]
+    pub check: bool,
+    /// Only hash and store: no profile, no columnar copy.
+    #[arg(long, conflicts_with = "check")]
+    pub no_profile: bool,
+    /// Format, when the extension does not tell: csv, tsv, parquet, jsonl.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// CSV field delimiter (default: sniffed from the header line).
+    #[arg(long)]
+    pub delimiter: Option<char>,
+    /// The CSV file has no header line (columns are named column_1, …).
+    #[arg(long)]
+    pub no_header: bool,
+}

@@ -1,0 +1,21 @@
+/// Every environment variable kiln reads, in one place (uv: `uv-static`).
+pub struct EnvVars;
+
+impl EnvVars {
+    /// Metadata store URL: `sqlite://PATH` or `postgres://…`. Same as `--store`.
+    pub const KILN_STORE: &'static str = "KILN_STORE";
+    /// Object store URL: `file://PATH` or `s3://BUCKET/PREFIX`. Same as `--objects`.
+    pub const KILN_OBJECTS: &'static str = "KILN_OBJECTS";
+    /// Endpoint of an S3-compatible server (overrides `AWS_ENDPOINT_URL`).
+    pub const KILN_S3_ENDPOINT: &'static str = "KILN_S3_ENDPOINT";
+    /// Name recorded as the actor in the audit log (defaults to `USER`).
+    pub const KILN_USER: &'static str = "KILN_USER";
+    /// Log filter, as `RUST_LOG` (e.g. `kiln=debug`).
+    pub const KILN_LOG: &'static str = "KILN_LOG";
+    /// PostgreSQL server URL the store tests create throw-away databases on.
+    pub const KILN_TEST_POSTGRES_URL: &'static str = "KILN_TEST_POSTGRES_URL";
+    /// S3-compatible endpoint the object store tests use (bucket `kiln-test`).
+    pub const KILN_TEST_S3_ENDPOINT: &'static str = "KILN_TEST_S3_ENDPOINT";
+    /// Standard: disables colour when set.
+    pub const NO_COLOR: &'static str = "NO_COLOR";
+}

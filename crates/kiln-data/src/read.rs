@@ -1,0 +1,411 @@
+//! Reading a file as a stream of Arrow record batches with canonical types.
+//!
+//! CSV and JSON-lines types are inferred from the first 10,000 records,
+//! which is fast; if a later value does not fit (an integer column with a
+//! `3.5` on row 2,000,000), the caller re-opens with `full_inference` and
+//! types are inferred from the whole file.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow_array::RecordBatch;
+use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use regex::Regex;
+
+use crate::format::{Detected, Format};
+use crate::schema::canonical_schema;
+use crate::{DataError, Result};
+
+/// Rows per record batch.
+pub const BATCH_ROWS: usize = 65_536;
+/// Records read to infer CSV and JSON types on the fast path.
+pub const INFER_ROWS: usize = 10_000;
+
+/// How to read a file; everything is guessed when left out.
+#[derive(Clone, Debug)]
+pub struct ReadOptions {
+    pub format: Option<Format>,
+    pub delimiter: Option<u8>,
+    /// Whether a CSV file starts with a header line (default true).
+    pub header: bool,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        Self {
+            format: None,
+            delimiter: None,
+            header: true,
+        }
+    }
+}
+
+/// An open table: its canonical schema and a stream of batches in that schema.
+pub struct TableReader {
+    pub schema: SchemaRef,
+    pub detected: Detected,
+    batches: Box<dyn Iterator<Item = Result<RecordBatch>> + Send>,
+    /// Bytes of the file consumed so far, for progress.
+    pub bytes_read: Arc<AtomicU64>,
+}
+
+impl Iterator for TableReader {
+    type Item = Result<RecordBatch>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.batches.next()
+    }
+}
+
+/// Opens `path` for reading as a table.
+pub fn open(path: &Path, opts: &ReadOptions, full_inference: bool) -> Result<TableReader> {
+    let detected = crate::format::detect(path, opts.format, opts.delimiter)?;
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let (schema, batches) = match detected.format {
+        Format::Csv { delimiter } => open_csv(
+            path,
+            delimiter,
+            detected.gzip,
+            opts.header,
+            &bytes_read,
+            full_inference,
+        )?,
+        Format::JsonLines => open_jsonl(path, detected.gzip, &bytes_read, full_inference)?,
+        Format::Parquet => open_parquet(path, &bytes_read)?,
+    };
+    Ok(TableReader {
+        schema,
+        detected,
+        batches,
+        bytes_read,
+    })
+}
+
+type Batches = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
+
+/// Counts bytes read from the underlying file (before decompression).
+struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+fn raw_reader(
+    path: &Path,
+    gzip: bool,
+    count: Option<&Arc<AtomicU64>>,
+) -> Result<Box<dyn Read + Send>> {
+    let file = File::open(path).map_err(DataError::io("open", path))?;
+    let counted: Box<dyn Read + Send> = match count {
+        Some(c) => Box::new(Counting {
+            inner: file,
+            count: c.clone(),
+        }),
+        None => Box::new(file),
+    };
+    Ok(if gzip {
+        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+            1 << 20,
+            counted,
+        )))
+    } else {
+        counted
+    })
+}
+
+fn csv_format(delimiter: u8, header: bool) -> arrow_csv::reader::Format {
+    arrow_csv::reader::Format::default()
+        .with_header(header)
+        .with_delimiter(delimiter)
+        .with_null_regex(Regex::new("^$").expect("valid regex"))
+}
+
+fn open_csv(
+    path: &Path,
+    delimiter: u8,
+    gzip: bool,
+    header: bool,
+    count: &Arc<AtomicU64>,
+    full: bool,
+) -> Result<(SchemaRef, Batches)> {
+    let format = csv_format(delimiter, header);
+    let infer_from = raw_reader(path, gzip, None)?;
+    let (inferred, _) = format
+        .infer_schema(
+            BufReader::with_capacity(1 << 20, infer_from),
+            if full { None } else { Some(INFER_ROWS) },
+        )
+        .map_err(|e| map_csv_error(path, header, None, e))?;
+    if inferred.fields().is_empty() {
+        return Err(DataError::Malformed {
+            path: path.into(),
+            line: 1,
+            column: None,
+            message: "the file is empty".into(),
+            hint: "a CSV file needs a header line naming its columns".into(),
+        });
+    }
+    check_header(path, &inferred)?;
+    let schema = canonical(path, &inferred)?;
+    let reader = arrow_csv::ReaderBuilder::new(schema.clone())
+        .with_format(format)
+        .with_batch_size(BATCH_ROWS)
+        .build(BufReader::with_capacity(
+            1 << 20,
+            raw_reader(path, gzip, Some(count))?,
+        ))
+        .map_err(|e| map_csv_error(path, header, None, e))?;
+    let path: PathBuf = path.into();
+    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let batches = reader.map(move |r| r.map_err(|e| map_csv_error(&path, header, Some(&names), e)));
+    Ok((schema, Box::new(batches)))
+}
+
+fn check_header(path: &Path, schema: &Schema) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, f) in schema.fields().iter().enumerate() {
+        if f.name().trim().is_empty() {
+            return Err(DataError::Malformed {
+                path: path.into(),
+                line: 1,
+                column: Some(i as u64 + 1),
+                message: "a column has an empty name".into(),
+                hint: "give every column a name in the header line".into(),
+            });
+        }
+        if !seen.insert(f.name().as_str()) {
+            return Err(DataError::Malformed {
+                path: path.into(),
+                line: 1,
+                column: Some(i as u64 + 1),
+                message: format!("column name `{}` appears twice", f.name()),
+                hint: "column names in the header must be unique".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn canonical(path: &Path, schema: &Schema) -> Result<SchemaRef> {
+    canonical_schema(schema).map_err(|(column, dt)| DataError::UnsupportedType {
+        path: path.into(),
+        column,
+        arrow_type: dt.to_string(),
+    })
+}
+
+/// Turns arrow-csv's messages into errors with file:line:column. arrow-csv
+/// counts lines from 0 at the first data record when there is a header,
+/// hence the offsets; the tests pin them.
+fn map_csv_error(path: &Path, header: bool, names: Option<&[String]>, e: ArrowError) -> DataError {
+    let msg = match &e {
+        ArrowError::CsvError(m) | ArrowError::ParseError(m) => m.clone(),
+        other => other.to_string(),
+    };
+    let nums = |re: &str| -> Option<Vec<String>> {
+        let caps = Regex::new(re).ok()?.captures(&msg)?;
+        Some(
+            caps.iter()
+                .skip(1)
+                .map(|m| m.map_or(String::new(), |m| m.as_str().to_string()))
+                .collect(),
+        )
+    };
+    let data_line = |l: u64| if header { l + 1 } else { l };
+    if let Some(c) =
+        nums(r"incorrect number of fields for line (\d+), expected (\d+) got (more than )?(\d+)")
+    {
+        let line = c[0].parse().unwrap_or(0);
+        let got = if c[2].is_empty() {
+            c[3].clone()
+        } else {
+            format!("more than {}", c[3])
+        };
+        return DataError::Malformed {
+            path: path.into(),
+            line: data_line(line),
+            column: None,
+            message: format!("expected {} fields, found {got}", c[1]),
+            hint: "every row needs as many fields as the header; look for an unquoted delimiter, a missing field, or a quote that is opened and never closed".into(),
+        };
+    }
+    if let Some(c) =
+        nums(r"unequal lengths .* Expected (\d+) records, found (\d+) records at line (\d+)")
+    {
+        return DataError::Malformed {
+            path: path.into(),
+            line: data_line(c[2].parse().unwrap_or(0)),
+            column: None,
+            message: format!("expected {} fields, found {}", c[0], c[1]),
+            hint: "every row needs as many fields as the header; look for an unquoted delimiter, a missing field, or a quote that is opened and never closed".into(),
+        };
+    }
+    if let Some(c) = nums(r"invalid UTF-8 data for line (\d+) and field (\d+)") {
+        return DataError::Malformed {
+            path: path.into(),
+            line: data_line(c[0].parse().unwrap_or(0)),
+            column: c[1].parse().ok(),
+            message: "invalid UTF-8".into(),
+            hint: "kiln reads UTF-8 text; convert the file first, e.g. `iconv -f LATIN1 -t UTF-8`"
+                .into(),
+        };
+    }
+    if let Some(c) = nums(r"parsing value '(.*)' as type '(.*)' for column (\d+) at line (\d+)") {
+        let column: u64 = c[2].parse().unwrap_or(0);
+        return DataError::TypeMismatch {
+            path: path.into(),
+            line: data_line(c[3].parse().unwrap_or(0)),
+            column: column + 1,
+            name: names
+                .and_then(|n| n.get(column as usize))
+                .cloned()
+                .unwrap_or_default(),
+            value: c[0].clone(),
+            expected: c[1].clone(),
+        };
+    }
+    if msg.contains("UTF-8") || msg.contains("utf-8") || msg.contains("utf8") {
+        return DataError::Malformed {
+            path: path.into(),
+            line: 1,
+            column: None,
+            message: format!("invalid UTF-8 ({msg})"),
+            hint: "kiln reads UTF-8 text; convert the file first, e.g. `iconv -f LATIN1 -t UTF-8`"
+                .into(),
+        };
+    }
+    DataError::Unreadable {
+        path: path.into(),
+        format: "CSV".into(),
+        message: msg,
+    }
+}
+
+fn open_jsonl(
+    path: &Path,
+    gzip: bool,
+    count: &Arc<AtomicU64>,
+    full: bool,
+) -> Result<(SchemaRef, Batches)> {
+    let unreadable = |e: ArrowError| DataError::Unreadable {
+        path: path.into(),
+        format: "JSON lines".into(),
+        message: e.to_string(),
+    };
+    let (inferred, _) = arrow_json::reader::infer_json_schema(
+        BufReader::with_capacity(1 << 20, raw_reader(path, gzip, None)?),
+        if full { None } else { Some(INFER_ROWS) },
+    )
+    .map_err(unreadable)?;
+    if inferred.fields().is_empty() {
+        return Err(DataError::Unreadable {
+            path: path.into(),
+            format: "JSON lines".into(),
+            message: "no records".into(),
+        });
+    }
+    let schema = canonical(path, &inferred)?;
+    // arrow-json reads into the inferred types; the canonical cast follows.
+    let reader = arrow_json::ReaderBuilder::new(Arc::new(inferred))
+        .with_batch_size(BATCH_ROWS)
+        .build(BufReader::with_capacity(
+            1 << 20,
+            raw_reader(path, gzip, Some(count))?,
+        ))
+        .map_err(unreadable)?;
+    let path: PathBuf = path.into();
+    let target = schema.clone();
+    let batches = reader.map(move |r| {
+        let batch = r.map_err(|e| {
+            let m = e.to_string();
+            if m.contains("expected") || m.contains("parse") || m.contains("Parse") {
+                DataError::TypeMismatch {
+                    path: path.clone(),
+                    line: 0,
+                    column: 0,
+                    name: String::new(),
+                    value: m,
+                    expected: "inferred type".into(),
+                }
+            } else {
+                DataError::Unreadable {
+                    path: path.clone(),
+                    format: "JSON lines".into(),
+                    message: m,
+                }
+            }
+        })?;
+        cast_batch(&batch, &target)
+    });
+    Ok((schema, Box::new(batches)))
+}
+
+fn open_parquet(path: &Path, count: &Arc<AtomicU64>) -> Result<(SchemaRef, Batches)> {
+    let file = File::open(path).map_err(DataError::io("open", path))?;
+    let size = file.metadata().map_err(DataError::io("read", path))?.len();
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| DataError::Unreadable {
+            path: path.into(),
+            format: "Parquet".into(),
+            message: e.to_string(),
+        })?;
+    let total_rows = builder.metadata().file_metadata().num_rows().max(1) as u64;
+    let schema = canonical(path, builder.schema())?;
+    let reader = builder.with_batch_size(BATCH_ROWS).build()?;
+    let target = schema.clone();
+    let count = count.clone();
+    let path: PathBuf = path.into();
+    let mut rows = 0u64;
+    let batches = reader.map(move |r| {
+        let batch = r.map_err(|e| DataError::Unreadable {
+            path: path.clone(),
+            format: "Parquet".into(),
+            message: e.to_string(),
+        })?;
+        rows += batch.num_rows() as u64;
+        count.store(size * rows / total_rows, Ordering::Relaxed);
+        cast_batch(&batch, &target)
+    });
+    Ok((schema, Box::new(batches)))
+}
+
+/// Casts each column of `batch` to the type `schema` gives it.
+pub fn cast_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    if batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(schema.fields())
+        .all(|(a, b)| a.data_type() == b.data_type())
+    {
+        return Ok(RecordBatch::try_new(
+            schema.clone(),
+            batch.columns().to_vec(),
+        )?);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c.clone())
+            } else if *c.data_type() == DataType::Null {
+                Ok(arrow_array::new_null_array(f.data_type(), c.len()))
+            } else {
+                arrow_cast::cast(c, f.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>, ArrowError>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}

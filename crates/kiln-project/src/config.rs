@@ -1,0 +1,121 @@
+//! `kiln.yaml`: what a user declares, under git.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use kiln_data::check::{CheckSuite, OneOrMany};
+use serde::{Deserialize, Serialize};
+
+use crate::{ProjectError, Result};
+
+/// The whole `kiln.yaml`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KilnYaml {
+    /// Project name; one store can hold many projects.
+    pub project: String,
+    /// Metadata store URL (default `sqlite://.kiln/kiln.db`); `--store` and
+    /// `KILN_STORE` override it. Keep passwords out: use the variable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// Object store URL (default `file://.kiln/objects`); `--objects` and
+    /// `KILN_OBJECTS` override it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub datasets: BTreeMap<String, DatasetConfig>,
+}
+
+/// What is declared about one dataset.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    /// Columns that identify a row, for row-level diffs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<OneOrMany>,
+    #[serde(default, skip_serializing_if = "CheckSuite::is_empty")]
+    pub checks: CheckSuite,
+}
+
+impl KilnYaml {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(ProjectError::io("read", path))?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let cfg: Self = serde_saphyr::from_str(text).map_err(|e| ProjectError::Config {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        for (name, d) in &cfg.datasets {
+            d.checks.validate().map_err(|e| ProjectError::Config {
+                path: path.into(),
+                message: format!("dataset `{name}`: {e}"),
+            })?;
+        }
+        Ok(cfg)
+    }
+
+    /// The starter file `kiln init` writes.
+    pub fn starter(project: &str) -> String {
+        format!(
+            "# kiln project: everything declared here lives under git.\n\
+             project: {project}\n\
+             \n\
+             # Where kiln keeps metadata and objects (defaults shown). Override with\n\
+             # --store / KILN_STORE and --objects / KILN_OBJECTS, e.g. postgres://… and s3://BUCKET/PREFIX.\n\
+             # store: sqlite://.kiln/kiln.db\n\
+             # objects: file://.kiln/objects\n\
+             \n\
+             # Checks per dataset; `kiln data check NAME` runs them.\n\
+             datasets: {{}}\n\
+             #  patients:\n\
+             #    key: patient_id              # identifies a row, for `kiln data diff`\n\
+             #    checks:\n\
+             #      rows: {{ min: 100 }}\n\
+             #      unique: [patient_id]\n\
+             #      columns:\n\
+             #        age: {{ type: integer, not_null: true, range: {{ min: 0, max: 120 }} }}\n\
+             #        sex: {{ allowed: [F, M] }}\n\
+             #        email: {{ regex: '^[^@]+@[^@]+$', max_null_fraction: 0.1 }}\n\
+             #        admitted_at: {{ freshness: 7d }}\n"
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starter_file_parses() {
+        let cfg = KilnYaml::parse(&KilnYaml::starter("demo"), Path::new("kiln.yaml")).unwrap();
+        assert_eq!(cfg.project, "demo");
+        assert!(cfg.datasets.is_empty());
+    }
+
+    #[test]
+    fn unknown_check_keys_are_rejected_with_the_file_named() {
+        let err = KilnYaml::parse(
+            "project: p\ndatasets:\n  d:\n    checks:\n      columns:\n        a: { not_nul: true }\n",
+            Path::new("kiln.yaml"),
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("kiln.yaml") && msg.contains("not_nul"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn bad_regex_is_a_config_error() {
+        let err = KilnYaml::parse(
+            "project: p\ndatasets:\n  d:\n    checks:\n      columns:\n        a: { regex: '(' }\n",
+            Path::new("kiln.yaml"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("bad regex"), "{err}");
+    }
+}

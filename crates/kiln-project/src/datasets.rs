@@ -1,0 +1,528 @@
+//! Dataset operations: add, resolve, check, diff, restore.
+
+use std::path::{Path, PathBuf};
+
+use futures::StreamExt;
+use kiln_core::{ContentHash, Progress};
+use kiln_data::check::CheckReport;
+use kiln_data::diff::{RowDiff, SchemaChange, StatShift};
+use kiln_data::profile::Profile;
+use kiln_data::read::ReadOptions;
+use kiln_data::schema::TableSchema;
+use kiln_store::{VersionRecord, VersionSpec};
+use serde::{Deserialize, Serialize};
+
+use crate::{Project, ProjectError, Result};
+
+/// How `add` treats a new version.
+#[derive(Clone, Debug, Default)]
+pub struct AddOptions {
+    pub message: Option<String>,
+    pub read: ReadOptions,
+    /// Skip the profile and the columnar copy (hashing and storing only).
+    pub no_profile: bool,
+    /// Refuse the version, writing nothing, if a declared check fails.
+    pub enforce_checks: bool,
+}
+
+/// What `add` did.
+#[derive(Debug, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum AddOutcome {
+    /// A new version was recorded (with its check report, if checks are declared).
+    Created {
+        version: Box<VersionRecord>,
+        checks: Option<CheckReport>,
+    },
+    /// The content is already a version of this dataset.
+    Unchanged { version: Box<VersionRecord> },
+    /// `--check` was given and a check failed: nothing was written.
+    Refused { checks: CheckReport },
+}
+
+/// One file of a folder version.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ManifestEntry {
+    pub path: String,
+    pub size: u64,
+    pub hash: ContentHash,
+}
+
+/// The content of a folder version; the version id is the BLAKE3 of its JSON.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub files: Vec<ManifestEntry>,
+}
+
+/// Splits `NAME@VERSION` (the version defaults to latest).
+pub fn parse_ref(s: &str) -> Result<(String, VersionSpec)> {
+    let (name, spec) = s.split_once('@').unwrap_or((s, ""));
+    if name.is_empty() {
+        return Err(ProjectError::InvalidReference(s.to_string()));
+    }
+    validate_name(name)?;
+    Ok((name.to_string(), VersionSpec::parse(spec)))
+}
+
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = name.len() <= 128
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ProjectError::InvalidName(name.to_string()))
+    }
+}
+
+impl Project {
+    /// Adds the file or folder at `path` as a version of dataset `name`.
+    pub async fn add(
+        &self,
+        name: &str,
+        path: &Path,
+        opts: &AddOptions,
+        progress: &dyn Progress,
+    ) -> Result<AddOutcome> {
+        validate_name(name)?;
+        let meta = std::fs::metadata(path).map_err(ProjectError::io("read", path))?;
+        let _lock = self.objects.lock()?;
+        if meta.is_dir() {
+            return self.add_folder(name, path, opts, progress).await;
+        }
+        // Hash first: identical content is found before any parsing.
+        let (hash, size) = kiln_store::hash_file(path, progress)?;
+        if let Some(existing) = self.existing_version(name, &hash).await? {
+            return Ok(AddOutcome::Unchanged {
+                version: Box::new(existing),
+            });
+        }
+        let source = path.display().to_string();
+        if opts.no_profile {
+            let (schema, detected) = kiln_data::ingest::sniff_schema(path, &opts.read)?;
+            let (stored, _, _) = self.objects.put_file(path, progress).await?;
+            return self
+                .record(
+                    name,
+                    "table",
+                    hash,
+                    stored,
+                    None,
+                    size,
+                    1,
+                    None,
+                    schema,
+                    None,
+                    detected.format.name(),
+                    source,
+                    opts,
+                    None,
+                )
+                .await;
+        }
+
+        let tmp = tempfile::Builder::new()
+            .prefix("kiln-columnar-")
+            .suffix(".parquet")
+            .tempfile()
+            .map_err(ProjectError::io(
+                "create a temporary file in",
+                std::env::temp_dir(),
+            ))?
+            .into_temp_path();
+        let ingested = {
+            let (path, read, tmp_path) = (path.to_path_buf(), opts.read.clone(), tmp.to_path_buf());
+            // Parsing is CPU work: keep it off the async runtime's threads.
+            tokio::task::block_in_place(|| {
+                kiln_data::ingest::ingest(&path, &read, &tmp_path, progress)
+            })?
+        };
+        let suite = self.dataset_config(name).checks;
+        let report = if suite.is_empty() {
+            None
+        } else {
+            let r = tokio::task::block_in_place(|| {
+                kiln_data::check::run(&suite, &ingested.schema, &tmp, chrono::Utc::now())
+            })?;
+            if !r.passed && opts.enforce_checks {
+                return Ok(AddOutcome::Refused { checks: r });
+            }
+            Some(r)
+        };
+        let (stored, _, _) = self.objects.put_file(path, progress).await?;
+        let (columnar, _, _) = self.objects.put_file(&tmp, &kiln_core::NoProgress).await?;
+        self.record(
+            name,
+            "table",
+            hash,
+            stored,
+            Some(columnar),
+            size,
+            1,
+            Some(ingested.rows),
+            ingested.schema,
+            Some(&ingested.profile),
+            ingested.detected.format.name(),
+            source,
+            opts,
+            report,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record(
+        &self,
+        name: &str,
+        kind: &'static str,
+        id: ContentHash,
+        stored: ContentHash,
+        columnar: Option<ContentHash>,
+        size: u64,
+        files: i64,
+        rows: Option<u64>,
+        schema: TableSchema,
+        profile: Option<&Profile>,
+        format: &str,
+        source: String,
+        opts: &AddOptions,
+        report: Option<CheckReport>,
+    ) -> Result<AddOutcome> {
+        if stored != id {
+            return Err(kiln_store::StoreError::Io {
+                action: "read (it changed while being added)",
+                path: PathBuf::from(&source),
+                source: std::io::Error::other("file modified during read"),
+            }
+            .into());
+        }
+        let new = kiln_store::NewVersion {
+            id,
+            kind: kind.into(),
+            format: format.into(),
+            source,
+            message: opts.message.clone(),
+            byte_size: size as i64,
+            file_count: files,
+            row_count: rows.map(|r| r as i64),
+            schema: serde_json::to_value(&schema).expect("schema serializes"),
+            profile: profile.map(|p| serde_json::to_value(p).expect("profile serializes")),
+            original_object: stored,
+            columnar_object: columnar,
+        };
+        let (version, created) = self.meta.create_version(name, new).await?;
+        if !created {
+            return Ok(AddOutcome::Unchanged {
+                version: Box::new(version),
+            });
+        }
+        if let Some(r) = &report {
+            self.store_report(name, &version.id, r).await?;
+        }
+        Ok(AddOutcome::Created {
+            version: Box::new(version),
+            checks: report,
+        })
+    }
+
+    async fn store_report(&self, name: &str, version: &ContentHash, r: &CheckReport) -> Result<()> {
+        let suite =
+            serde_json::to_string(&self.dataset_config(name).checks).expect("suite serializes");
+        let suite_hash = ContentHash::of(suite.as_bytes()).short();
+        self.meta
+            .record_check(
+                name,
+                version,
+                &suite_hash,
+                r.results.len() as i64,
+                r.failed() as i64,
+                &serde_json::to_value(r).expect("report serializes"),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn existing_version(
+        &self,
+        name: &str,
+        id: &ContentHash,
+    ) -> Result<Option<VersionRecord>> {
+        match self
+            .meta
+            .resolve(name, &VersionSpec::Named(id.to_hex()))
+            .await
+        {
+            Ok(v) => Ok(Some(v)),
+            Err(
+                kiln_store::StoreError::UnknownDataset { .. }
+                | kiln_store::StoreError::UnknownVersion { .. },
+            ) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn add_folder(
+        &self,
+        name: &str,
+        dir: &Path,
+        opts: &AddOptions,
+        progress: &dyn Progress,
+    ) -> Result<AddOutcome> {
+        let files = tokio::task::block_in_place(|| list_files(dir))?;
+        progress.start("hashing files", Some(files.len() as u64));
+        let hashed: Vec<Result<ManifestEntry>> = tokio::task::block_in_place(|| {
+            use rayon::prelude::*;
+            files
+                .par_iter()
+                .map(|rel| {
+                    let (hash, size) =
+                        kiln_store::hash_file(&dir.join(rel), &kiln_core::NoProgress)?;
+                    progress.advance(1);
+                    Ok(ManifestEntry {
+                        path: rel.clone(),
+                        size,
+                        hash,
+                    })
+                })
+                .collect()
+        });
+        progress.finish();
+        let manifest = Manifest {
+            files: hashed.into_iter().collect::<Result<_>>()?,
+        };
+        let bytes = serde_json::to_vec(&manifest).expect("manifest serializes");
+        let id = ContentHash::of(&bytes);
+        if let Some(existing) = self.existing_version(name, &id).await? {
+            return Ok(AddOutcome::Unchanged {
+                version: Box::new(existing),
+            });
+        }
+        progress.start("storing files", Some(manifest.files.len() as u64));
+        let mut stream = futures::stream::iter(manifest.files.iter().map(|e| {
+            let objects = self.objects.clone();
+            let path = dir.join(&e.path);
+            let expected = e.hash;
+            async move {
+                let stored = objects.put_file_hashed(&path, &expected).await?;
+                Ok::<_, ProjectError>(stored)
+            }
+        }))
+        .buffer_unordered(16);
+        while let Some(r) = stream.next().await {
+            r?;
+            progress.advance(1);
+        }
+        progress.finish();
+        let stored = self.objects.put_bytes(bytes).await?;
+        let size: u64 = manifest.files.iter().map(|f| f.size).sum();
+        let n = manifest.files.len() as i64;
+        self.record(
+            name,
+            "files",
+            id,
+            stored,
+            None,
+            size,
+            n,
+            None,
+            TableSchema::default(),
+            None,
+            "files",
+            dir.display().to_string(),
+            opts,
+            None,
+        )
+        .await
+    }
+
+    /// Reads the manifest of a folder version.
+    pub async fn manifest(&self, v: &VersionRecord) -> Result<Manifest> {
+        let bytes = self.objects.get_bytes(&v.original_object).await?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            kiln_store::StoreError::Corrupt {
+                context: "a folder manifest",
+                detail: e.to_string(),
+            }
+            .into()
+        })
+    }
+
+    /// Restores a version byte for byte to `out` (a file, or a folder for a folder version).
+    pub async fn get(&self, v: &VersionRecord, out: &Path, progress: &dyn Progress) -> Result<u64> {
+        if out.exists() {
+            return Err(ProjectError::TargetExists(out.to_path_buf()));
+        }
+        if v.kind != "files" {
+            return Ok(self
+                .objects
+                .get_to_file(&v.original_object, out, progress)
+                .await?);
+        }
+        let manifest = self.manifest(v).await?;
+        // Restore into a sibling temp folder, then rename: all or nothing.
+        let parent = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let staging = tempfile::Builder::new()
+            .prefix(".kiln-get-")
+            .tempdir_in(parent)
+            .map_err(ProjectError::io("create a temporary folder in", parent))?;
+        progress.start("restoring files", Some(manifest.files.len() as u64));
+        let mut total = 0;
+        for f in &manifest.files {
+            let dest = staging.path().join(&f.path);
+            if let Some(d) = dest.parent() {
+                std::fs::create_dir_all(d).map_err(ProjectError::io("create", d))?;
+            }
+            total += self
+                .objects
+                .get_to_file(&f.hash, &dest, &kiln_core::NoProgress)
+                .await?;
+            progress.advance(1);
+        }
+        progress.finish();
+        let staging = staging.keep();
+        std::fs::rename(&staging, out).map_err(ProjectError::io("write", out))?;
+        Ok(total)
+    }
+
+    /// Runs the declared checks on a version and stores the result.
+    pub async fn check(&self, v: &VersionRecord) -> Result<CheckReport> {
+        let suite = self.dataset_config(&v.dataset).checks;
+        let columnar = v.columnar_object.ok_or_else(|| {
+            ProjectError::WrongKind(format!(
+                "Version `{}` of `{}` has no columnar copy to check (added with --no-profile, or a folder of files)",
+                v.id.short(),
+                v.dataset
+            ))
+        })?;
+        let schema: TableSchema = serde_json::from_value(v.schema.clone()).map_err(|e| {
+            kiln_store::StoreError::Corrupt {
+                context: "a version schema",
+                detail: e.to_string(),
+            }
+        })?;
+        let (path, _guard) = self.objects.fetch_local(&columnar).await?;
+        let report = tokio::task::block_in_place(|| {
+            kiln_data::check::run(&suite, &schema, &path, chrono::Utc::now())
+        })?;
+        self.store_report(&v.dataset, &v.id, &report).await?;
+        Ok(report)
+    }
+
+    /// Compares two versions; rows are compared when `key` is given or declared.
+    pub async fn diff(
+        &self,
+        a: &VersionRecord,
+        b: &VersionRecord,
+        key: Option<Vec<String>>,
+    ) -> Result<VersionDiff> {
+        let schema = |v: &VersionRecord| -> Result<TableSchema> {
+            serde_json::from_value(v.schema.clone()).map_err(|e| {
+                kiln_store::StoreError::Corrupt {
+                    context: "a version schema",
+                    detail: e.to_string(),
+                }
+                .into()
+            })
+        };
+        let profile = |v: &VersionRecord| -> Option<Profile> {
+            v.profile
+                .clone()
+                .and_then(|p| serde_json::from_value(p).ok())
+        };
+        let schema_changes = kiln_data::diff::schema_changes(&schema(a)?, &schema(b)?);
+        let stat_shifts = match (profile(a), profile(b)) {
+            (Some(pa), Some(pb)) => kiln_data::diff::stat_shifts(&pa, &pb),
+            _ => Vec::new(),
+        };
+        let key = key.or_else(|| self.dataset_config(&b.dataset).key.map(|k| k.columns()));
+        let rows = match (key, a.columnar_object, b.columnar_object) {
+            (Some(key), Some(ca), Some(cb)) => {
+                let (pa, _ga) = self.objects.fetch_local(&ca).await?;
+                let (pb, _gb) = self.objects.fetch_local(&cb).await?;
+                Some(tokio::task::block_in_place(|| {
+                    kiln_data::diff::row_diff(&pa, &pb, &key)
+                })?)
+            }
+            _ => None,
+        };
+        Ok(VersionDiff {
+            a: a.id,
+            b: b.id,
+            rows_a: a.row_count,
+            rows_b: b.row_count,
+            schema_changes,
+            stat_shifts,
+            rows,
+        })
+    }
+}
+
+/// Everything `kiln data diff` reports.
+#[derive(Debug, Serialize)]
+pub struct VersionDiff {
+    pub a: ContentHash,
+    pub b: ContentHash,
+    pub rows_a: Option<i64>,
+    pub rows_b: Option<i64>,
+    pub schema_changes: Vec<SchemaChange>,
+    pub stat_shifts: Vec<StatShift>,
+    pub rows: Option<RowDiff>,
+}
+
+/// Every regular file under `dir`, as sorted `/`-separated relative paths.
+fn list_files(dir: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).map_err(ProjectError::io("list", &d))? {
+            let entry = entry.map_err(ProjectError::io("list", &d))?;
+            let ft = entry
+                .file_type()
+                .map_err(ProjectError::io("read", entry.path()))?;
+            if ft.is_dir() {
+                stack.push(entry.path());
+            } else if ft.is_file() {
+                let rel = entry
+                    .path()
+                    .strip_prefix(dir)
+                    .expect("under dir")
+                    .to_path_buf();
+                let rel = rel.to_str().ok_or_else(|| ProjectError::Io {
+                    action: "add (its name is not UTF-8)",
+                    path: entry.path(),
+                    source: std::io::Error::other("non-UTF-8 file name"),
+                })?;
+                out.push(rel.replace(std::path::MAIN_SEPARATOR, "/"));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_split_name_and_version() {
+        assert_eq!(
+            parse_ref("bikes").unwrap(),
+            ("bikes".into(), VersionSpec::Latest)
+        );
+        assert_eq!(
+            parse_ref("bikes@v1").unwrap(),
+            ("bikes".into(), VersionSpec::Named("v1".into()))
+        );
+        assert!(parse_ref("@abc").is_err());
+        assert!(parse_ref("bad name").is_err());
+    }
+}

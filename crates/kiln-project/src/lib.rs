@@ -1,0 +1,18 @@
+//! A kiln project: the `kiln.yaml` a user declares, finding it as git finds
+//! its repository, opening its stores, and the dataset operations that tie
+//! the data engine ([`kiln_data`]) to storage ([`kiln_store`]).
+//!
+//! Every write follows one order: objects first, then one metadata
+//! transaction. A crash in between leaves an unreferenced object and never a
+//! version without its objects.
+
+mod config;
+pub mod datasets;
+mod error;
+mod project;
+
+pub use config::{DatasetConfig, KilnYaml};
+pub use error::ProjectError;
+pub use project::{Locations, Project, find_root};
+
+pub type Result<T, E = ProjectError> = std::result::Result<T, E>;

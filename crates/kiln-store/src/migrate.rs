@@ -1,0 +1,96 @@
+//! A small migration runner that behaves the same on SQLite and PostgreSQL.
+//!
+//! sqlx's own migrator needs its proc macros to embed migrations, which would
+//! compile the database drivers a second time; this runner embeds the files
+//! with `include_str!` and records each applied migration with its BLAKE3, so
+//! an edited migration is caught instead of silently skipped.
+
+use sqlx::{AnyPool, Row};
+
+use crate::{Result, StoreError};
+
+pub(crate) struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every migration, in order. Name new files `<timestamp>_<what>.sql` and add them here.
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 20261126120000,
+    name: "initial",
+    sql: include_str!("../migrations/20261126120000_initial.sql"),
+}];
+
+pub(crate) async fn run(pool: &AnyPool, postgres: bool) -> Result<()> {
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS kiln_migrations (
+            version BIGINT PRIMARY KEY, name TEXT NOT NULL,
+            checksum TEXT NOT NULL, applied_at TEXT NOT NULL)",
+    )
+    .execute(pool)
+    .await
+    .map_err(StoreError::query("creating the migrations table"))?;
+
+    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    let newest: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM kiln_migrations")
+        .fetch_one(pool)
+        .await
+        .map_err(StoreError::query("reading applied migrations"))?
+        .try_get("v")
+        .map_err(StoreError::query("reading applied migrations"))?;
+    if let Some(found) = newest.filter(|&v| v > known) {
+        return Err(StoreError::SchemaTooNew { found, known });
+    }
+
+    for m in MIGRATIONS {
+        let checksum = blake3::hash(m.sql.as_bytes()).to_hex().to_string();
+        let mut tx = pool
+            .begin()
+            .await
+            .map_err(StoreError::query("starting a migration"))?;
+        if postgres {
+            // Serialise concurrent migrators (several workers starting at once).
+            sqlx::query("SELECT pg_advisory_xact_lock(7461626)")
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query("locking for migration"))?;
+        }
+        let applied: Option<String> =
+            sqlx::query("SELECT checksum FROM kiln_migrations WHERE version = $1")
+                .bind(m.version)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StoreError::query("reading applied migrations"))?
+                .map(|r| r.try_get("checksum"))
+                .transpose()
+                .map_err(StoreError::query("reading applied migrations"))?;
+        match applied {
+            Some(c) if c == checksum => continue,
+            Some(_) => return Err(StoreError::MigrationChanged { version: m.version }),
+            None => {}
+        }
+        let migrate_err = |source| StoreError::Migrate {
+            version: m.version,
+            name: m.name.to_string(),
+            source,
+        };
+        sqlx::raw_sql(m.sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(migrate_err)?;
+        sqlx::query(
+            "INSERT INTO kiln_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(m.version)
+        .bind(m.name)
+        .bind(&checksum)
+        .bind(kiln_core::now_rfc3339())
+        .execute(&mut *tx)
+        .await
+        .map_err(migrate_err)?;
+        tx.commit().await.map_err(migrate_err)?;
+        tracing::info!(version = m.version, name = m.name, "applied migration");
+    }
+    Ok(())
+}
