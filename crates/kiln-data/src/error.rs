@@ -81,7 +81,9 @@ impl DataError {
             Self::UnsupportedType { .. } => {
                 Some("convert the column to a number, boolean, string, date or timestamp".into())
             }
-            Self::Io { source, .. } if matches!(source.raw_os_error(), Some(28) | Some(27)) => {
+            Self::Io { source, .. }
+                if matches!(source.raw_os_error(), Some(28) | Some(27)) || source.kind() == std::io::ErrorKind::StorageFull =>
+            {
                 Some("free some disk space and run the command again; nothing was recorded".into())
             }
             Self::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {

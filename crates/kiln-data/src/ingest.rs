@@ -73,6 +73,10 @@ fn ingest_once(
     );
 
     let file = File::create(out).map_err(DataError::io("create", out))?;
+    let file = Tracked {
+        inner: file,
+        error: None,
+    };
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(1 << 20))
@@ -90,9 +94,11 @@ fn ingest_once(
             }
         });
         let (write_tx, write_rx) = sync_channel::<arrow_array::RecordBatch>(2);
-        let writing = s.spawn(move || -> Result<ArrowWriter<File>> {
+        let writing = s.spawn(move || -> Result<ArrowWriter<Tracked>> {
             for b in write_rx {
-                writer.write(&b)?;
+                if let Err(e) = writer.write(&b) {
+                    return Err(writer.inner_mut().take_error(out).unwrap_or(e.into()));
+                }
             }
             Ok(writer)
         });
@@ -120,6 +126,10 @@ fn ingest_once(
         if let Some(e) = failed {
             return Err(e);
         }
+        let mut writer = writer;
+        if let Err(e) = writer.flush() {
+            return Err(writer.inner_mut().take_error(out).unwrap_or(e.into()));
+        }
         writer.close()?;
         Ok(())
     })?;
@@ -131,6 +141,43 @@ fn ingest_once(
         rows: profile.rows,
         profile,
     })
+}
+
+/// A file that remembers the I/O error behind a Parquet write failure, so
+/// a full disk is reported as such rather than as an encoding error.
+struct Tracked {
+    inner: File,
+    error: Option<std::io::Error>,
+}
+
+impl Tracked {
+    fn take_error(&mut self, path: &Path) -> Option<DataError> {
+        self.error.take().map(|source| DataError::Io {
+            action: "write the columnar copy",
+            path: path.into(),
+            source,
+        })
+    }
+}
+
+impl std::io::Write for Tracked {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner
+            .write(buf)
+            .inspect_err(|e| self.error = Some(copy_error(e)))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner
+            .flush()
+            .inspect_err(|e| self.error = Some(copy_error(e)))
+    }
+}
+
+fn copy_error(e: &std::io::Error) -> std::io::Error {
+    e.raw_os_error().map_or_else(
+        || std::io::Error::new(e.kind(), e.to_string()),
+        std::io::Error::from_raw_os_error,
+    )
 }
 
 /// The schema of a file from a sample of its rows, without reading it all

@@ -204,9 +204,9 @@ fn canonical(path: &Path, schema: &Schema) -> Result<SchemaRef> {
     })
 }
 
-/// Turns arrow-csv's messages into errors with file:line:column. arrow-csv
-/// counts lines from 0 at the first data record when there is a header,
-/// hence the offsets; the tests pin them.
+/// Turns arrow-csv's (and the csv crate's) messages into errors with
+/// file:line:column. Their line numbers count records from 1 with the
+/// header as line 1; the tests pin this.
 fn map_csv_error(path: &Path, header: bool, names: Option<&[String]>, e: ArrowError) -> DataError {
     let msg = match &e {
         ArrowError::CsvError(m) | ArrowError::ParseError(m) => m.clone(),
@@ -221,7 +221,8 @@ fn map_csv_error(path: &Path, header: bool, names: Option<&[String]>, e: ArrowEr
                 .collect(),
         )
     };
-    let data_line = |l: u64| if header { l + 1 } else { l };
+    let _ = header;
+    let data_line = |l: u64| l;
     if let Some(c) =
         nums(r"incorrect number of fields for line (\d+), expected (\d+) got (more than )?(\d+)")
     {
@@ -272,6 +273,16 @@ fn map_csv_error(path: &Path, header: bool, names: Option<&[String]>, e: ArrowEr
                 .unwrap_or_default(),
             value: c[0].clone(),
             expected: c[1].clone(),
+        };
+    }
+    if let Some(c) = nums(r"invalid UTF-8 in field (\d+) near byte index \d+ at line (\d+)") {
+        return DataError::Malformed {
+            path: path.into(),
+            line: c[1].parse().unwrap_or(0),
+            column: c[0].parse::<u64>().ok().map(|f| f + 1),
+            message: "invalid UTF-8".into(),
+            hint: "kiln reads UTF-8 text; convert the file first, e.g. `iconv -f LATIN1 -t UTF-8`"
+                .into(),
         };
     }
     if msg.contains("UTF-8") || msg.contains("utf-8") || msg.contains("utf8") {

@@ -126,14 +126,12 @@ impl Project {
                 .await;
         }
 
+        let scratch = self.objects.scratch_dir();
         let tmp = tempfile::Builder::new()
             .prefix("kiln-columnar-")
             .suffix(".parquet")
-            .tempfile()
-            .map_err(ProjectError::io(
-                "create a temporary file in",
-                std::env::temp_dir(),
-            ))?
+            .tempfile_in(&scratch)
+            .map_err(ProjectError::io("create a temporary file in", &scratch))?
             .into_temp_path();
         let ingested = {
             let (path, read, tmp_path) = (path.to_path_buf(), opts.read.clone(), tmp.to_path_buf());

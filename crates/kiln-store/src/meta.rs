@@ -232,9 +232,7 @@ impl MetaStore {
         loop {
             attempt += 1;
             match self.try_create_version(name, &new).await {
-                Err(StoreError::Query { source, .. })
-                    if attempt < 5 && is_unique_violation(&source) =>
-                {
+                Err(StoreError::Query { source, .. }) if attempt < 5 && is_retryable(&source) => {
                     tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
                 }
                 other => return other,
@@ -387,23 +385,14 @@ impl MetaStore {
         match row {
             Some(r) => {
                 let mut v = version_from_row(&r)?;
-                v.tags = self.tags_of(dataset_id, &v.id.to_hex()).await?;
+                v.tags = tags_by_version(&mut **tx, dataset_id)
+                    .await?
+                    .remove(&v.id.to_hex())
+                    .unwrap_or_default();
                 Ok(Some(v))
             }
             None => Ok(None),
         }
-    }
-
-    async fn tags_of(&self, dataset_id: &str, version_id: &str) -> Result<Vec<String>> {
-        let rows = sqlx::query(
-            "SELECT tag FROM version_tags WHERE dataset_id = $1 AND version_id = $2 ORDER BY tag",
-        )
-        .bind(dataset_id)
-        .bind(version_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::query("reading version tags"))?;
-        rows.iter().map(|r| get::<String>(r, "tag")).collect()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -515,13 +504,19 @@ impl MetaStore {
         .fetch_all(&self.pool)
         .await
         .map_err(StoreError::query("listing versions"))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let mut v = without_profile(version_from_row(r)?);
-            v.tags = self.tags_of(&dataset.id, &v.id.to_hex()).await?;
-            out.push(v);
-        }
-        Ok(out)
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(StoreError::query("reading version tags"))?;
+        let mut tags = tags_by_version(&mut conn, &dataset.id).await?;
+        rows.iter()
+            .map(|r| {
+                let mut v = without_profile(version_from_row(r)?);
+                v.tags = tags.remove(&v.id.to_hex()).unwrap_or_default();
+                Ok(v)
+            })
+            .collect()
     }
 
     /// The version of dataset `name` that `spec` names.
@@ -802,13 +797,41 @@ impl MetaStore {
     }
 }
 
+/// Tags of every version of a dataset, by version id. Takes the caller's
+/// connection so that it can run inside a transaction.
+async fn tags_by_version(
+    conn: &mut sqlx::AnyConnection,
+    dataset_id: &str,
+) -> Result<std::collections::HashMap<String, Vec<String>>> {
+    let rows =
+        sqlx::query("SELECT version_id, tag FROM version_tags WHERE dataset_id = $1 ORDER BY tag")
+            .bind(dataset_id)
+            .fetch_all(conn)
+            .await
+            .map_err(StoreError::query("reading version tags"))?;
+    let mut out: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    for r in &rows {
+        out.entry(get(r, "version_id")?)
+            .or_default()
+            .push(get(r, "tag")?);
+    }
+    Ok(out)
+}
+
 fn without_profile(mut v: VersionRecord) -> VersionRecord {
     v.profile = None;
     v
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+/// A conflict another writer caused: a taken sequence number, or SQLite
+/// reporting the database busy.
+fn is_retryable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.is_unique_violation() || d.message().contains("database is locked")
+        }
+        _ => false,
+    }
 }
 
 fn get<T>(row: &AnyRow, col: &'static str) -> Result<T>

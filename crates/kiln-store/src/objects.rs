@@ -47,7 +47,17 @@ pub struct ObjectLock {
 }
 
 impl Objects {
+    /// Opens an object store; for S3, the endpoint comes from
+    /// `KILN_S3_ENDPOINT` or `AWS_ENDPOINT_URL` and credentials from `AWS_*`.
     pub fn open(url: &ObjectsUrl) -> Result<Self> {
+        let endpoint = std::env::var(EnvVars::KILN_S3_ENDPOINT)
+            .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+            .ok();
+        Self::open_with_endpoint(url, endpoint.as_deref())
+    }
+
+    /// As [`Objects::open`], with the S3 endpoint given.
+    pub fn open_with_endpoint(url: &ObjectsUrl, endpoint: Option<&str>) -> Result<Self> {
         match url {
             ObjectsUrl::Folder(root) => {
                 for dir in [root.clone(), root.join("tmp")] {
@@ -82,9 +92,6 @@ impl Objects {
                             .with_connect_timeout(Duration::from_secs(5))
                             .with_timeout(Duration::from_secs(300)),
                     );
-                let endpoint = std::env::var(EnvVars::KILN_S3_ENDPOINT)
-                    .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
-                    .ok();
                 if let Some(e) = endpoint {
                     builder = builder
                         .with_allow_http(e.starts_with("http://"))
@@ -125,6 +132,15 @@ impl Objects {
             Backend::S3 { prefix } => {
                 ObjectPath::from(format!("{prefix}/{}/{}", &hex[..2], &hex[2..]))
             }
+        }
+    }
+
+    /// Where to stage large temporary files: the folder store's `tmp/`
+    /// (cleaned after a killed writer), else the system's temp directory.
+    pub fn scratch_dir(&self) -> PathBuf {
+        match &self.backend {
+            Backend::Folder { root } => root.join("tmp"),
+            Backend::S3 { .. } => std::env::temp_dir(),
         }
     }
 
