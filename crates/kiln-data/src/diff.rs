@@ -86,6 +86,9 @@ pub fn schema_changes(a: &TableSchema, b: &TableSchema) -> Vec<SchemaChange> {
     out
 }
 
+/// Reads one statistic from a column profile, given the table's row count.
+type StatFn = fn(&ColumnProfile, u64) -> Option<f64>;
+
 /// Per-column statistics of both profiles, for columns present in both,
 /// keeping only those that changed.
 pub fn stat_shifts(a: &Profile, b: &Profile) -> Vec<StatShift> {
@@ -94,7 +97,7 @@ pub fn stat_shifts(a: &Profile, b: &Profile) -> Vec<StatShift> {
         let Some(cb) = b.column(&ca.name) else {
             continue;
         };
-        let stats: [(&'static str, fn(&ColumnProfile, u64) -> Option<f64>); 6] = [
+        let stats: [(&'static str, StatFn); 6] = [
             ("null %", |c, rows| {
                 (rows > 0).then(|| 100.0 * c.nulls as f64 / rows as f64)
             }),

@@ -318,7 +318,7 @@ impl ColumnAcc {
                     .into_iter()
                     .filter(|(_, n)| *n > 0)
                     .collect();
-                p.top.sort_by(|a, b| b.1.cmp(&a.1));
+                p.top.sort_by_key(|t| std::cmp::Reverse(t.1));
             }
             Kind::Text { top, truncated } => {
                 if !truncated {

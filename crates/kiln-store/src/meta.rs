@@ -385,7 +385,7 @@ impl MetaStore {
         match row {
             Some(r) => {
                 let mut v = version_from_row(&r)?;
-                v.tags = tags_by_version(&mut **tx, dataset_id)
+                v.tags = tags_by_version(tx, dataset_id)
                     .await?
                     .remove(&v.id.to_hex())
                     .unwrap_or_default();

@@ -1,0 +1,163 @@
+//! Runs the real `kiln` binary in throw-away projects.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const BIKES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/data/bikeshare_hourly.csv"
+);
+
+/// What a kiln run printed and how it exited.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn code(self, code: i32) -> Self {
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// A kiln project in a temporary directory, optionally on PostgreSQL + S3.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Project {
+    /// `kiln init` on SQLite + folder.
+    pub fn new() -> Self {
+        let p = Self {
+            dir: tempfile::tempdir().unwrap(),
+            env: Vec::new(),
+        };
+        p.kiln(&["init", "-q"]).ok();
+        p
+    }
+
+    /// A project whose stores are a fresh PostgreSQL database and S3 prefix.
+    pub async fn on_servers() -> Self {
+        let mut env = kiln_test::s3_env();
+        env.push(("KILN_STORE".into(), kiln_test::postgres_url().await));
+        env.push(("KILN_OBJECTS".into(), kiln_test::s3_objects_url()));
+        let p = Self {
+            dir: tempfile::tempdir().unwrap(),
+            env,
+        };
+        p.kiln(&["init", "-q"]).ok();
+        p
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(rel);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    pub fn set_config(&self, yaml: &str) {
+        self.write("kiln.yaml", yaml);
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        c.args(args).current_dir(self.dir.path());
+        for v in [
+            "KILN_STORE",
+            "KILN_OBJECTS",
+            "KILN_S3_ENDPOINT",
+            "KILN_LOG",
+            "RUST_LOG",
+        ] {
+            c.env_remove(v);
+        }
+        c.env("KILN_USER", "tester").env("NO_COLOR", "1");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    pub fn kiln(&self, args: &[&str]) -> Out {
+        let out = self.command(args).output().expect("run kiln");
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Files in the local object folder's temporary area.
+    pub fn tmp_files(&self) -> Vec<PathBuf> {
+        list(&self.path(".kiln/objects/tmp"))
+    }
+
+    /// Stored objects (excluding tmp/ and the lock file).
+    pub fn object_count(&self) -> usize {
+        list(&self.path(".kiln/objects"))
+            .into_iter()
+            .filter(|p| !p.starts_with(self.path(".kiln/objects/tmp")) && !p.ends_with("LOCK"))
+            .count()
+    }
+}
+
+fn list(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(list(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+/// The bundled bikes CSV with `f` applied to each data row's fields.
+pub fn bikes_with(f: impl Fn(usize, &mut Vec<String>) -> bool) -> String {
+    let text = std::fs::read_to_string(BIKES).unwrap();
+    let mut lines = text.lines();
+    let mut out = vec![lines.next().unwrap().to_string()];
+    for (i, l) in lines.enumerate() {
+        let mut fields: Vec<String> = l.split(',').map(String::from).collect();
+        if f(i, &mut fields) {
+            out.push(fields.join(","));
+        }
+    }
+    out.join("\n") + "\n"
+}

@@ -1,0 +1,542 @@
+//! `kiln init` and `kiln data …` end to end, on SQLite + a local folder.
+
+mod common;
+
+use common::{BIKES, Project, bikes_with};
+
+const CHECKS: &str = "project: t
+datasets:
+  bikes:
+    key: datetime
+    checks:
+      rows: { min: 8000 }
+      unique: [datetime]
+      columns:
+        bikers: { type: integer, not_null: true, range: { min: 0, max: 1000 } }
+        weather: { allowed: [clear, cloudy/misty, light rain/snow, heavy rain/snow] }
+";
+
+#[test]
+fn init_creates_a_project_and_refuses_to_run_twice() {
+    let p = Project::new();
+    assert!(p.path("kiln.yaml").is_file());
+    assert!(p.path(".kiln/kiln.db").is_file());
+    assert!(p.path(".kiln/objects").is_dir());
+    let again = p.kiln(&["init"]).code(2);
+    assert!(
+        again.stderr.contains("already a kiln project"),
+        "{}",
+        again.stderr
+    );
+}
+
+#[test]
+fn commands_find_the_project_from_a_subdirectory_and_fail_outside_one() {
+    let p = Project::new();
+    p.write("sub/deeper/x.csv", "a,b\n1,2\n");
+    let mut c = p.command(&["data", "add", "x", "x.csv"]);
+    c.current_dir(p.path("sub/deeper"));
+    assert!(c.status().unwrap().success());
+    assert!(p.kiln(&["data", "ls"]).ok().stdout.contains('x'));
+
+    let outside = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["data", "ls"])
+        .current_dir(outside.path())
+        .env_remove("KILN_STORE")
+        .env_remove("KILN_OBJECTS")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("No kiln project found") && err.contains("hint: run `kiln init`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_csv_is_versioned_with_schema_profile_and_columnar_copy() {
+    let p = Project::new();
+    let out = p.kiln(&["data", "add", "bikes", BIKES, "-m", "first"]).ok();
+    assert!(
+        out.stdout.contains("Added bikes@") && out.stdout.contains("8,645 rows"),
+        "{}",
+        out.stdout
+    );
+
+    let show = p.kiln(&["data", "show", "bikes", "--json"]).ok().json();
+    let v = &show["version"];
+    assert_eq!(v["row_count"], 8645);
+    assert_eq!(v["seq"], 1);
+    assert_eq!(v["message"], "first");
+    assert_eq!(v["author"], "tester");
+    assert!(v["columnar_object"].is_string());
+    let types: std::collections::HashMap<String, String> = v["schema"]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["type"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(types["datetime"], "timestamp");
+    assert_eq!(types["bikers"], "integer");
+    assert_eq!(types["temp"], "float");
+    assert_eq!(types["weather"], "categorical");
+    let bikers = v["profile"]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "bikers")
+        .unwrap();
+    assert_eq!(
+        (
+            bikers["min"].as_i64(),
+            bikers["max"].as_i64(),
+            bikers["nulls"].as_i64()
+        ),
+        (Some(1), Some(651), Some(0))
+    );
+    assert_eq!(
+        bikers["histogram"]["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_u64().unwrap())
+            .sum::<u64>(),
+        8645
+    );
+
+    let table = p.kiln(&["data", "show", "bikes"]).ok().stdout;
+    assert!(
+        table.contains("8,645 rows × 14 columns") && table.contains("categorical"),
+        "{table}"
+    );
+    let ls = p.kiln(&["data", "ls", "--json"]).ok().json();
+    assert_eq!(ls[0]["name"], "bikes");
+    assert_eq!(ls[0]["versions"], 1);
+}
+
+#[test]
+fn identical_content_makes_no_new_version_and_says_so() {
+    let p = Project::new();
+    p.kiln(&["data", "add", "bikes", BIKES]).ok();
+    let copy = p.write("copy.csv", std::fs::read(BIKES).unwrap());
+    let again = p
+        .kiln(&["data", "add", "bikes", copy.to_str().unwrap()])
+        .ok();
+    assert!(
+        again.stdout.contains("Unchanged") && again.stdout.contains("no new version"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(
+        p.kiln(&["data", "log", "bikes", "--json"])
+            .ok()
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let json = p
+        .kiln(&["data", "add", "bikes", BIKES, "--json"])
+        .ok()
+        .json();
+    assert_eq!(json["outcome"], "unchanged");
+}
+
+#[test]
+fn get_restores_each_version_byte_for_byte() {
+    let p = Project::new();
+    p.kiln(&["data", "add", "bikes", BIKES]).ok();
+    p.kiln(&["data", "tag", "bikes@latest", "v1"]).ok();
+    let v2 = p.write("v2.csv", bikes_with(|i, _| i % 2 == 0));
+    p.kiln(&["data", "add", "bikes", v2.to_str().unwrap()]).ok();
+    p.kiln(&["data", "get", "bikes@v1", "-o", "one.csv"]).ok();
+    p.kiln(&["data", "get", "bikes", "-o", "two.csv"]).ok();
+    assert!(std::fs::read(p.path("one.csv")).unwrap() == std::fs::read(BIKES).unwrap());
+    assert!(std::fs::read(p.path("two.csv")).unwrap() == std::fs::read(&v2).unwrap());
+    let exists = p.kiln(&["data", "get", "bikes", "-o", "one.csv"]).code(2);
+    assert!(
+        exists.stderr.contains("already exists"),
+        "{}",
+        exists.stderr
+    );
+}
+
+#[test]
+fn versions_are_named_by_latest_tag_or_id_prefix() {
+    let p = Project::new();
+    p.write("a.csv", "x\n1\n");
+    p.write("b.csv", "x\n2\n");
+    p.kiln(&["data", "add", "d", "a.csv"]).ok();
+    p.kiln(&["data", "add", "d", "b.csv"]).ok();
+    let log = p.kiln(&["data", "log", "d", "--json"]).ok().json();
+    let first = log[0]["id"].as_str().unwrap().to_string();
+    let second = log[1]["id"].as_str().unwrap().to_string();
+    let id_of = |r: &str| {
+        p.kiln(&["data", "show", r, "--json"]).ok().json()["version"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(id_of("d"), second);
+    assert_eq!(id_of("d@latest"), second);
+    assert_eq!(id_of(&format!("d@{}", &first[..8])), first);
+    p.kiln(&["data", "tag", &format!("d@{}", &first[..10]), "gold"])
+        .ok();
+    assert_eq!(id_of("d@gold"), first);
+    let unknown = p.kiln(&["data", "show", "d@ffff0000"]).code(2);
+    assert!(
+        unknown.stderr.contains("has no version `ffff0000`")
+            && unknown.stderr.contains("kiln data log d"),
+        "{}",
+        unknown.stderr
+    );
+    let no_dataset = p.kiln(&["data", "show", "nope"]).code(2);
+    assert!(
+        no_dataset.stderr.contains("No dataset named `nope`"),
+        "{}",
+        no_dataset.stderr
+    );
+}
+
+#[test]
+fn tsv_gzip_parquet_and_json_lines_are_read() {
+    let p = Project::new();
+    p.write("t.tsv", "a\tb\n1\tx\n2\ty\n");
+    let gz = {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(b"a;b\n1;x\n2;y\n3;z\n").unwrap();
+        e.finish().unwrap()
+    };
+    p.write("s.csv.gz", &gz);
+    p.write(
+        "j.jsonl",
+        "{\"a\": 1, \"b\": \"x\", \"c\": true}\n{\"a\": 2, \"b\": null, \"c\": false}\n",
+    );
+    for (name, file, rows, format) in [
+        ("t", "t.tsv", 2, "tsv"),
+        ("s", "s.csv.gz", 3, "csv"),
+        ("j", "j.jsonl", 2, "jsonl"),
+    ] {
+        p.kiln(&["data", "add", name, file]).ok();
+        let v = p.kiln(&["data", "show", name, "--json"]).ok().json();
+        assert_eq!(v["version"]["row_count"], rows, "{name}");
+        assert_eq!(v["version"]["format"], format, "{name}");
+        assert_eq!(
+            v["version"]["schema"]["columns"][0]["type"], "integer",
+            "{name}"
+        );
+    }
+    // A gzip file is restored compressed, as it was added.
+    p.kiln(&["data", "get", "s", "-o", "back.csv.gz"]).ok();
+    assert_eq!(std::fs::read(p.path("back.csv.gz")).unwrap(), gz);
+    // The columnar copy of one version is a Parquet file kiln reads back.
+    let v = p.kiln(&["data", "show", "s", "--json"]).ok().json();
+    let h = v["version"]["columnar_object"].as_str().unwrap();
+    let parquet = p.path(&format!(".kiln/objects/{}/{}", &h[..2], &h[2..]));
+    std::fs::copy(parquet, p.path("s.parquet")).unwrap();
+    p.kiln(&["data", "add", "sp", "s.parquet"]).ok();
+    let back = p.kiln(&["data", "show", "sp", "--json"]).ok().json();
+    assert_eq!(back["version"]["format"], "parquet");
+    assert_eq!(back["version"]["row_count"], 3);
+    assert_eq!(back["version"]["schema"], v["version"]["schema"]);
+}
+
+#[test]
+fn a_column_is_widened_when_a_late_value_breaks_the_sampled_type() {
+    let p = Project::new();
+    let mut csv = String::from("id,x\n");
+    for i in 0..20_000 {
+        csv.push_str(&format!(
+            "{i},{}\n",
+            if i == 19_000 {
+                "2.5".to_string()
+            } else {
+                i.to_string()
+            }
+        ));
+    }
+    p.write("w.csv", csv);
+    p.kiln(&["data", "add", "w", "w.csv"]).ok();
+    let v = p.kiln(&["data", "show", "w", "--json"]).ok().json();
+    assert_eq!(v["version"]["schema"]["columns"][1]["type"], "float");
+    assert_eq!(v["version"]["row_count"], 20_000);
+}
+
+#[test]
+fn a_folder_is_versioned_and_one_changed_file_is_a_new_version() {
+    let p = Project::new();
+    for i in 0..40 {
+        p.write(&format!("imgs/{}/f{i}.bin", i % 4), format!("content {i}"));
+    }
+    let first = p
+        .kiln(&["data", "add", "imgs", "imgs", "--json"])
+        .ok()
+        .json();
+    assert_eq!(first["outcome"], "created");
+    assert_eq!(first["version"]["file_count"], 40);
+    assert_eq!(first["version"]["kind"], "files");
+    let same = p
+        .kiln(&["data", "add", "imgs", "imgs", "--json"])
+        .ok()
+        .json();
+    assert_eq!(same["outcome"], "unchanged");
+    p.write("imgs/2/f2.bin", "changed");
+    let second = p
+        .kiln(&["data", "add", "imgs", "imgs", "--json"])
+        .ok()
+        .json();
+    assert_eq!(second["outcome"], "created");
+    assert_eq!(second["version"]["seq"], 2);
+    let first_id = first["version"]["id"].as_str().unwrap();
+    p.kiln(&[
+        "data",
+        "get",
+        &format!("imgs@{}", &first_id[..12]),
+        "-o",
+        "restored",
+    ])
+    .ok();
+    assert_eq!(
+        std::fs::read_to_string(p.path("restored/2/f2.bin")).unwrap(),
+        "content 2"
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.path("restored/3/f39.bin")).unwrap(),
+        "content 39"
+    );
+    let show = p.kiln(&["data", "show", "imgs"]).ok().stdout;
+    assert!(
+        show.contains("files    40") && show.contains("0/f0.bin") && show.contains("and 20 more"),
+        "{show}"
+    );
+}
+
+#[test]
+fn failing_checks_exit_1_name_the_rows_and_are_stored() {
+    let p = Project::new();
+    p.set_config(CHECKS);
+    let good = p.kiln(&["data", "add", "bikes", BIKES]).ok();
+    assert!(good.stderr.contains("all 6 passed"), "{}", good.stderr);
+    p.kiln(&["data", "check", "bikes"]).ok();
+    let bad = p.write(
+        "bad.csv",
+        bikes_with(|i, f| {
+            if i == 10 {
+                f[13] = "-5".into();
+            }
+            if i == 20 {
+                f[8] = "fog".into();
+            }
+            true
+        }),
+    );
+    let added = p
+        .kiln(&["data", "add", "bikes", bad.to_str().unwrap()])
+        .ok();
+    assert!(
+        added.stderr.contains("2 of 6 checks failed"),
+        "{}",
+        added.stderr
+    );
+    let check = p.kiln(&["data", "check", "bikes@latest"]).code(1);
+    assert!(
+        check.stdout.contains("FAIL") && check.stdout.contains("bikers: range [0, 1000]"),
+        "{}",
+        check.stdout
+    );
+    assert!(
+        check.stdout.contains("row 11: -5") && check.stdout.contains("row 21: fog"),
+        "{}",
+        check.stdout
+    );
+    let json = p.kiln(&["data", "check", "bikes", "--json"]).code(1).json();
+    assert_eq!(json["report"]["passed"], false);
+    let show = p.kiln(&["data", "show", "bikes", "--json"]).ok().json();
+    assert_eq!(show["latest_check"]["passed"], false);
+    assert_eq!(show["latest_check"]["checks_failed"], 2);
+}
+
+#[test]
+fn add_with_check_refuses_a_failing_version_and_writes_nothing() {
+    let p = Project::new();
+    p.set_config(CHECKS);
+    let bad = p.write(
+        "bad.csv",
+        bikes_with(|i, f| {
+            if i < 3 {
+                f[13] = "5000".into();
+            }
+            true
+        }),
+    );
+    let objects = p.object_count();
+    let out = p
+        .kiln(&["data", "add", "bikes", bad.to_str().unwrap(), "--check"])
+        .code(1);
+    assert!(
+        out.stderr.contains("Refused") && out.stderr.contains("nothing was written"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.contains("row 1: 5000"), "{}", out.stdout);
+    assert_eq!(p.object_count(), objects, "no object was written");
+    assert!(p.tmp_files().is_empty());
+    let ls = p.kiln(&["data", "ls", "--json"]).ok().json();
+    assert_eq!(ls.as_array().unwrap().len(), 0, "no dataset was created");
+    // The same file passes without --check, with a warning.
+    p.kiln(&["data", "add", "bikes", bad.to_str().unwrap()])
+        .ok();
+}
+
+#[test]
+fn diff_reports_schema_statistics_and_rows_by_key() {
+    let p = Project::new();
+    p.set_config(CHECKS);
+    p.kiln(&["data", "add", "bikes", BIKES]).ok();
+    let text = bikes_with(|i, f| {
+        if i == 5 {
+            f[13] = "999".into();
+        }
+        i >= 2
+    });
+    // Add a column, to see a schema change.
+    let with_col: String = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 0 {
+                format!("{l},source\n")
+            } else {
+                format!("{l},feed\n")
+            }
+        })
+        .collect();
+    p.write("v2.csv", with_col);
+    p.kiln(&["data", "add", "bikes", "v2.csv"]).ok();
+    let log = p.kiln(&["data", "log", "bikes", "--json"]).ok().json();
+    let a = format!("bikes@{}", &log[0]["id"].as_str().unwrap()[..12]);
+    let d = p
+        .kiln(&["data", "diff", &a, "bikes@latest", "--json"])
+        .ok()
+        .json();
+    assert_eq!(d["rows_a"], 8645);
+    assert_eq!(d["rows_b"], 8643);
+    assert_eq!(d["schema_changes"][0]["change"], "added");
+    assert_eq!(d["schema_changes"][0]["column"], "source");
+    assert_eq!(d["rows"]["removed"], 2);
+    assert_eq!(d["rows"]["added"], 0);
+    assert_eq!(d["rows"]["changed"], 8643, "every row gained a column");
+    let text = p.kiln(&["data", "diff", &a, "bikes@latest"]).ok().stdout;
+    assert!(
+        text.contains("+ source (categorical)") && text.contains("2 removed"),
+        "{text}"
+    );
+    // Without the new column, only the edited row changes.
+    let only_edit = bikes_with(|i, f| {
+        if i == 5 {
+            f[13] = "999".into();
+        }
+        i >= 2
+    });
+    p.write("v3.csv", only_edit);
+    p.kiln(&["data", "add", "bikes", "v3.csv"]).ok();
+    let d = p
+        .kiln(&[
+            "data",
+            "diff",
+            &a,
+            "bikes@latest",
+            "--key",
+            "datetime",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(d["rows"]["changed"], 1);
+    assert_eq!(d["rows"]["unchanged"], 8642);
+    let example = d["rows"]["changed_examples"][0][1][0].as_str().unwrap();
+    assert!(
+        example.starts_with("bikers: ") && example.ends_with("→ 999"),
+        "{example}"
+    );
+    let stats = d["stat_shifts"].as_array().unwrap();
+    assert!(
+        stats
+            .iter()
+            .any(|s| s["column"] == "bikers" && s["stat"] == "mean")
+    );
+}
+
+#[test]
+fn describe_sets_catalog_fields() {
+    let p = Project::new();
+    p.kiln(&["data", "add", "bikes", BIKES]).ok();
+    p.kiln(&[
+        "data",
+        "describe",
+        "bikes",
+        "--description",
+        "Hourly rentals",
+        "--owner",
+        "ana",
+        "--tag",
+        "demand",
+        "--tag",
+        "public",
+    ])
+    .ok();
+    let ls = p.kiln(&["data", "ls", "--json"]).ok().json();
+    assert_eq!(ls[0]["description"], "Hourly rentals");
+    assert_eq!(ls[0]["owner"], "ana");
+    assert_eq!(ls[0]["tags"], serde_json::json!(["demand", "public"]));
+    p.kiln(&["data", "describe", "nope", "--owner", "x"])
+        .code(2);
+}
+
+#[test]
+fn no_profile_stores_and_hashes_only() {
+    let p = Project::new();
+    p.set_config(CHECKS);
+    let out = p
+        .kiln(&["data", "add", "bikes", BIKES, "--no-profile", "--json"])
+        .ok()
+        .json();
+    assert_eq!(out["version"]["row_count"], serde_json::Value::Null);
+    assert_eq!(out["version"]["columnar_object"], serde_json::Value::Null);
+    assert_eq!(
+        out["version"]["schema"]["columns"]
+            .as_array()
+            .unwrap()
+            .len(),
+        14
+    );
+    let check = p.kiln(&["data", "check", "bikes"]).code(2);
+    assert!(
+        check.stderr.contains("no columnar copy"),
+        "{}",
+        check.stderr
+    );
+}
+
+#[test]
+fn a_malformed_kiln_yaml_is_reported_with_its_path() {
+    let p = Project::new();
+    p.set_config(
+        "project: t\ndatasets:\n  d:\n    checks:\n      columns:\n        a: { rnage: [1, 2] }\n",
+    );
+    let out = p.kiln(&["data", "ls"]).code(2);
+    assert!(
+        out.stderr.contains("kiln.yaml") && out.stderr.contains("rnage"),
+        "{}",
+        out.stderr
+    );
+}
