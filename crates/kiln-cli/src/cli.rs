@@ -11,7 +11,20 @@ use kiln_core::EnvVars;
 /// everything immutable and traceable. Start with `kiln init`, then
 /// `kiln data add NAME FILE`. `kiln demo` shows a tour.
 #[derive(Debug, Parser)]
-#[command(name = "kiln", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "kiln",
+    version,
+    propagate_version = true,
+    max_term_width = 100,
+    after_help = "Examples:
+  kiln init                                  create a project here
+  kiln data add visits visits.csv -m \"Nov\"   version a file (CSV, TSV, Parquet, JSON lines, folder)
+  kiln data show visits                      schema and profile of the latest version
+  kiln data check visits                     run the checks kiln.yaml declares (exit 1 on failure)
+  kiln data diff visits@v1 visits@latest     what changed between two versions
+
+Exit status: 0 success, 1 a failed check or gate, 2 a usage or input error."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -540,3 +540,146 @@ fn a_malformed_kiln_yaml_is_reported_with_its_path() {
         out.stderr
     );
 }
+
+#[test]
+fn a_json_lines_column_with_a_late_float_is_a_float_column() {
+    let p = Project::new();
+    let mut text = String::new();
+    for i in 0..12_000 {
+        let x = if i < 11_000 {
+            i.to_string()
+        } else {
+            format!("{i}.5")
+        };
+        text.push_str(&format!("{{\"id\": {i}, \"x\": {x}}}\n"));
+    }
+    p.write("w.jsonl", text);
+    p.kiln(&["data", "add", "w", "w.jsonl"]).ok();
+    let v = p.kiln(&["data", "show", "w", "--json"]).ok().json();
+    let x = v["version"]["profile"]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "x")
+        .unwrap()
+        .clone();
+    assert_eq!(x["type"], "float");
+    assert_eq!(x["max"], 11_999.5);
+}
+
+#[test]
+fn every_kind_of_check_passes_and_fails_on_the_rows_it_should() {
+    let p = Project::new();
+    p.set_config(
+        "project: t
+datasets:
+  orders:
+    checks:
+      rows: { min: 1, max: 3 }
+      unique: [[store, day]]
+      columns:
+        email: { regex: '^[^@]+@[^@]+$', max_null_fraction: 0.2 }
+        day: { type: date, freshness: 30d }
+        amount: { type: integer }
+        paid: { type: boolean, not_null: true }
+        missing_column: { not_null: true }
+",
+    );
+    let today = chrono_like_today();
+    p.write(
+        "o.csv",
+        format!("store,day,email,amount,paid\n1,2020-01-01,a@x.org,3.5,true\n1,2020-01-01,bad,4,\n2,{today},,5,false\n2,2020-01-02,c@y.com,1,true\n"),
+    );
+    p.kiln(&["data", "add", "orders", "o.csv"]).ok();
+    let r = p
+        .kiln(&["data", "check", "orders", "--json"])
+        .code(1)
+        .json();
+    let results = r["report"]["results"].as_array().unwrap();
+    let by_name = |n: &str| {
+        results
+            .iter()
+            .find(|c| c["name"].as_str().unwrap().starts_with(n))
+            .unwrap_or_else(|| panic!("no {n} in {results:?}"))
+    };
+    assert_eq!(by_name("rows")["passed"], false, "4 rows > max 3");
+    assert_eq!(by_name("unique (store, day)")["failing_rows"], 1);
+    assert_eq!(
+        by_name("unique (store, day)")["examples"][0],
+        serde_json::json!([2, "1, 2020-01-01"])
+    );
+    assert_eq!(
+        by_name("email: regex")["examples"][0],
+        serde_json::json!([2, "bad"])
+    );
+    assert_eq!(
+        by_name("email: max null fraction")["passed"],
+        false,
+        "1 of 4 is 0.25 > 0.2"
+    );
+    assert_eq!(by_name("day: type date")["passed"], true);
+    assert_eq!(
+        by_name("day: freshness")["passed"],
+        true,
+        "today's row is fresh"
+    );
+    assert_eq!(
+        by_name("amount: type integer")["passed"],
+        false,
+        "3.5 makes it a float column"
+    );
+    assert_eq!(
+        by_name("paid: not null")["examples"][0],
+        serde_json::json!([2, "null"])
+    );
+    assert_eq!(by_name("missing_column: exists")["passed"], false);
+}
+
+/// Today as `YYYY-MM-DD` in UTC, without a date crate in the tests.
+fn chrono_like_today() -> String {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        / 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[test]
+fn a_stale_timestamp_column_fails_freshness() {
+    let p = Project::new();
+    p.set_config(
+        "project: t\ndatasets:\n  e:\n    checks:\n      columns:\n        at: { freshness: 7d }\n",
+    );
+    p.write(
+        "e.csv",
+        "at,v\n2020-01-01T10:00:00,1\n2021-06-01T10:00:00,2\n",
+    );
+    p.kiln(&["data", "add", "e", "e.csv"]).ok();
+    let out = p.kiln(&["data", "check", "e"]).code(1);
+    assert!(
+        out.stdout.contains("at: freshness 7d") && out.stdout.contains("newest value is"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn a_csv_without_header_gets_numbered_columns() {
+    let p = Project::new();
+    p.write("n.csv", "1,a\n2,b\n3,c\n");
+    p.kiln(&["data", "add", "n", "n.csv", "--no-header"]).ok();
+    let v = p.kiln(&["data", "show", "n", "--json"]).ok().json();
+    assert_eq!(v["version"]["row_count"], 3);
+    assert_eq!(v["version"]["schema"]["columns"][0]["type"], "integer");
+}

@@ -1,9 +1,10 @@
 //! Reading a file as a stream of Arrow record batches with canonical types.
 //!
-//! CSV and JSON-lines types are inferred from the first 10,000 records,
-//! which is fast; if a later value does not fit (an integer column with a
-//! `3.5` on row 2,000,000), the caller re-opens with `full_inference` and
-//! types are inferred from the whole file.
+//! CSV types are inferred from the first 10,000 records, which is fast; if
+//! a later value does not fit (an integer column with a `3.5` on row
+//! 2,000,000), the caller re-opens with `full_inference` and types are
+//! inferred from the whole file. JSON-lines types always come from the whole
+//! file (see `open_jsonl`).
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -313,9 +314,12 @@ fn open_jsonl(
         format: "JSON lines".into(),
         message: e.to_string(),
     };
+    // arrow-json truncates a late `2.5` into an Int64 column instead of
+    // failing, so JSON types are always inferred from the whole file.
+    let _ = full;
     let (inferred, _) = arrow_json::reader::infer_json_schema(
         BufReader::with_capacity(1 << 20, raw_reader(path, gzip, None)?),
-        if full { None } else { Some(INFER_ROWS) },
+        None,
     )
     .map_err(unreadable)?;
     if inferred.fields().is_empty() {

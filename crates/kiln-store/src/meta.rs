@@ -483,7 +483,11 @@ impl MetaStore {
         for r in rows {
             let dataset = dataset_from_row(&r)?;
             let versions: i64 = get(&r, "n")?;
-            let latest = self.versions(&dataset.name).await?.pop();
+            let latest = match self.resolve(&dataset.name, &VersionSpec::Latest).await {
+                Ok(v) => Some(v),
+                Err(StoreError::UnknownVersion { .. }) => None,
+                Err(e) => return Err(e),
+            };
             out.push(DatasetSummary {
                 dataset,
                 versions,

@@ -1,0 +1,68 @@
+//! Reference measurements for `bench/`: what kiln's work costs without kiln.
+//!
+//! `kiln-bench csv-read FILE`   reads a CSV into Arrow batches and drops them
+//!                              (the same parser and type inference kiln uses)
+//! `kiln-bench profile FILE`    the same read, plus kiln's profiler
+//! `kiln-bench ingest FILE OUT` the same read, profiler and Parquet copy
+//!
+//! Each prints rows and seconds as one JSON line.
+
+use std::path::Path;
+use std::time::Instant;
+
+use kiln_data::profile::Profiler;
+use kiln_data::read::{ReadOptions, open};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (mode, file) = match (args.get(1), args.get(2)) {
+        (Some(m), Some(f)) => (m.as_str(), Path::new(f)),
+        _ => {
+            eprintln!("usage: kiln-bench csv-read|profile FILE | ingest FILE OUT");
+            std::process::exit(2);
+        }
+    };
+    let start = Instant::now();
+    let rows = match mode {
+        "csv-read" | "profile" => {
+            let reader = open(file, &ReadOptions::default(), false).unwrap_or_else(|e| fail(&e));
+            let mut profiler = (mode == "profile").then(|| Profiler::new(&reader.schema));
+            let mut rows = 0;
+            for b in reader {
+                let b = b.unwrap_or_else(|e| fail(&e));
+                rows += b.num_rows();
+                if let Some(p) = profiler.as_mut() {
+                    p.update(&b);
+                }
+            }
+            if let Some(p) = profiler {
+                std::hint::black_box(p.finish());
+            }
+            rows as u64
+        }
+        "ingest" => {
+            let out = Path::new(args.get(3).map_or("out.parquet", String::as_str));
+            let r = kiln_data::ingest::ingest(
+                file,
+                &ReadOptions::default(),
+                out,
+                &kiln_core::NoProgress,
+            )
+            .unwrap_or_else(|e| fail(&e));
+            r.rows
+        }
+        other => {
+            eprintln!("unknown mode `{other}`");
+            std::process::exit(2);
+        }
+    };
+    println!(
+        "{{\"mode\": \"{mode}\", \"rows\": {rows}, \"seconds\": {:.3}}}",
+        start.elapsed().as_secs_f64()
+    );
+}
+
+fn fail(e: &dyn std::fmt::Display) -> ! {
+    eprintln!("error: {e}");
+    std::process::exit(2);
+}
