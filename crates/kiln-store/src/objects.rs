@@ -219,39 +219,7 @@ impl Objects {
         progress: &dyn Progress,
     ) -> Result<(ContentHash, u64, bool)> {
         match &self.backend {
-            Backend::Folder { root } => {
-                let root = root.clone();
-                let path = path.to_path_buf();
-                // Hashing and copying run side by side: the copy lands in tmp/
-                // under a random name and is renamed once the hash is known.
-                let tmp = root.join("tmp").join(uuid::Uuid::now_v7().to_string());
-                let before = file_stamp(&path)?;
-                let (hash, size) = std::thread::scope(|s| {
-                    let copier = s.spawn(|| std::fs::copy(&path, &tmp));
-                    let hashed = hash_file(&path, progress);
-                    let copied = copier.join().expect("copy thread panicked");
-                    let (h, n) = hashed?;
-                    copied.map_err(|e| {
-                        let _ = std::fs::remove_file(&tmp);
-                        StoreError::Io {
-                            action: "copy into the object store",
-                            path: path.clone(),
-                            source: e,
-                        }
-                    })?;
-                    Ok::<_, StoreError>((h, n))
-                })?;
-                if file_stamp(&path)? != before {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(StoreError::Io {
-                        action: "read (it changed while being added)",
-                        path,
-                        source: std::io::Error::other("file modified during read"),
-                    });
-                }
-                let new = self.publish_tmp(&tmp, &hash)?;
-                Ok((hash, size, new))
-            }
+            Backend::Folder { .. } => self.put_local(path, progress),
             Backend::S3 { .. } => {
                 let (hash, size) = hash_file(path, progress)?;
                 if self.exists(&hash).await? {
@@ -274,7 +242,7 @@ impl Objects {
             let this = self.clone();
             let (path, expected) = (path.to_path_buf(), *expected);
             return tokio::task::spawn_blocking(move || {
-                let (hash, _, new) = this.put_file_blocking(&path)?;
+                let (hash, _, new) = this.put_local(&path, &kiln_core::NoProgress)?;
                 if hash != expected {
                     return Err(changed(&path));
                 }
@@ -294,27 +262,59 @@ impl Objects {
         Ok(true)
     }
 
-    /// Copies a small file into a folder store: read, hash, write, rename.
-    fn put_file_blocking(&self, path: &Path) -> Result<(ContentHash, u64, bool)> {
+    /// Copies a file into a folder store. Small files are read once (hash,
+    /// then write only if new); large ones are hashed and copied side by
+    /// side, the copy landing in `tmp/` under a random name and renamed once
+    /// the hash is known.
+    fn put_local(&self, path: &Path, progress: &dyn Progress) -> Result<(ContentHash, u64, bool)> {
         let Backend::Folder { root } = &self.backend else {
             unreachable!("folder only")
         };
-        let bytes = std::fs::read(path).map_err(StoreError::io("read", path))?;
-        let hash = ContentHash::of(&bytes);
-        if self.local_path(&hash).expect("folder").exists() {
-            return Ok((hash, bytes.len() as u64, false));
-        }
+        let before = file_stamp(path)?;
         let tmp = root.join("tmp").join(uuid::Uuid::now_v7().to_string());
-        std::fs::write(&tmp, &bytes).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            StoreError::Io {
-                action: "write",
-                path: tmp.clone(),
-                source: e,
+        let staged = if before.0 < CHUNK as u64 {
+            progress.start("storing", Some(before.0));
+            let bytes = std::fs::read(path).map_err(StoreError::io("read", path))?;
+            let hash = ContentHash::of(&bytes);
+            progress.advance(bytes.len() as u64);
+            progress.finish();
+            if self.local_path(&hash).expect("folder").exists() {
+                return Ok((hash, bytes.len() as u64, false));
             }
-        })?;
-        let new = self.publish_tmp(&tmp, &hash)?;
-        Ok((hash, bytes.len() as u64, new))
+            std::fs::write(&tmp, &bytes)
+                .map(|()| (hash, bytes.len() as u64))
+                .map_err(|e| StoreError::Io {
+                    action: "write",
+                    path: tmp.clone(),
+                    source: e,
+                })
+        } else {
+            std::thread::scope(|s| {
+                let copier = s.spawn(|| std::fs::copy(path, &tmp));
+                let hashed = hash_file(path, progress);
+                let copied = copier.join().expect("copy thread panicked");
+                copied.map_err(|e| StoreError::Io {
+                    action: "copy into the object store",
+                    path: path.into(),
+                    source: e,
+                })?;
+                hashed
+            })
+        };
+        let staged = staged.and_then(|(hash, size)| {
+            if file_stamp(path)? != before {
+                Err(changed(path))
+            } else {
+                Ok((hash, size))
+            }
+        });
+        match staged {
+            Ok((hash, size)) => Ok((hash, size, self.publish_tmp(&tmp, &hash)?)),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
     }
 
     /// Renames a finished temp file to its object path; false if it existed.
