@@ -4,6 +4,8 @@
 //!                              (the same parser and type inference kiln uses)
 //! `kiln-bench profile FILE`    the same read, plus kiln's profiler
 //! `kiln-bench ingest FILE OUT` the same read, profiler and Parquet copy
+//! `kiln-bench hash FILE`       kiln's BLAKE3 pass over a file (what `data add`
+//!                              does before anything else)
 //!
 //! Each prints rows and seconds as one JSON line.
 
@@ -39,6 +41,11 @@ fn main() {
                 std::hint::black_box(p.finish());
             }
             rows as u64
+        }
+        "hash" => {
+            kiln_store::hash_file(file, &kiln_core::NoProgress)
+                .unwrap_or_else(|e| fail(&e))
+                .1
         }
         "ingest" => {
             let out = Path::new(args.get(3).map_or("out.parquet", String::as_str));

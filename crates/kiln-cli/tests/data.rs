@@ -683,3 +683,39 @@ fn a_csv_without_header_gets_numbered_columns() {
     assert_eq!(v["version"]["row_count"], 3);
     assert_eq!(v["version"]["schema"]["columns"][0]["type"], "integer");
 }
+
+#[test]
+fn small_files_are_packed_and_a_new_version_packs_only_what_changed() {
+    let p = Project::new();
+    for i in 0..300 {
+        p.write(&format!("f/{i:03}.txt"), format!("file {i}"));
+    }
+    p.write("f/same-a.txt", "duplicate");
+    p.write("f/same-b.txt", "duplicate");
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    p.write("f/big.bin", &big);
+    p.kiln(&["data", "add", "f", "f"]).ok();
+    // One pack, one large object, one manifest.
+    assert_eq!(p.object_count(), 3);
+    p.write("f/007.txt", "edited");
+    p.kiln(&["data", "add", "f", "f"]).ok();
+    assert_eq!(
+        p.object_count(),
+        5,
+        "a new pack with one file, and a new manifest"
+    );
+    p.kiln(&["data", "get", "f", "-o", "out"]).ok();
+    assert_eq!(
+        std::fs::read_to_string(p.path("out/007.txt")).unwrap(),
+        "edited"
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.path("out/299.txt")).unwrap(),
+        "file 299"
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.path("out/same-b.txt")).unwrap(),
+        "duplicate"
+    );
+    assert!(std::fs::read(p.path("out/big.bin")).unwrap() == big);
+}

@@ -424,3 +424,47 @@ pub fn cast_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch
         .collect::<Result<Vec<_>, ArrowError>>()?;
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::cast::AsArray;
+
+    use super::*;
+
+    fn read_all(text: &[u8]) -> Result<Vec<RecordBatch>> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.csv");
+        std::fs::write(&p, text).unwrap();
+        open(&p, &ReadOptions::default(), false)?.collect()
+    }
+
+    #[test]
+    fn quoted_fields_keep_delimiters_newlines_and_quotes() {
+        let b = read_all(b"id,note\n1,\"a, b\"\n2,\"two\nlines\"\n3,\"say \"\"hi\"\"\"\n").unwrap();
+        let notes = b[0].column(1).as_string::<i32>();
+        assert_eq!(notes.value(0), "a, b");
+        assert_eq!(notes.value(1), "two\nlines");
+        assert_eq!(notes.value(2), "say \"hi\"");
+    }
+
+    #[test]
+    fn empty_fields_are_nulls_in_every_type() {
+        let b = read_all(b"i,s,d\n1,,2024-01-01\n,x,\n").unwrap();
+        assert_eq!(b[0].column(0).null_count(), 1);
+        assert_eq!(b[0].column(1).null_count(), 1);
+        assert_eq!(b[0].column(2).null_count(), 1);
+        assert_eq!(b[0].schema().field(2).data_type(), &DataType::Date32);
+    }
+
+    #[test]
+    fn a_header_with_an_empty_name_is_refused_with_its_column() {
+        match read_all(b"a,,c\n1,2,3\n") {
+            Err(DataError::Malformed {
+                line: 1,
+                column: Some(2),
+                ..
+            }) => {}
+            other => panic!("expected a malformed header, got {other:?}"),
+        }
+    }
+}

@@ -1,8 +1,7 @@
 //! Dataset operations: add, resolve, check, diff, restore.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use futures::StreamExt;
 use kiln_core::{ContentHash, Progress};
 use kiln_data::check::CheckReport;
 use kiln_data::diff::{RowDiff, SchemaChange, StatShift};
@@ -10,7 +9,7 @@ use kiln_data::profile::Profile;
 use kiln_data::read::ReadOptions;
 use kiln_data::schema::TableSchema;
 use kiln_store::{VersionRecord, VersionSpec};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::{Project, ProjectError, Result};
 
@@ -38,20 +37,6 @@ pub enum AddOutcome {
     Unchanged { version: Box<VersionRecord> },
     /// `--check` was given and a check failed: nothing was written.
     Refused { checks: CheckReport },
-}
-
-/// One file of a folder version.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct ManifestEntry {
-    pub path: String,
-    pub size: u64,
-    pub hash: ContentHash,
-}
-
-/// The content of a folder version; the version id is the BLAKE3 of its JSON.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Manifest {
-    pub files: Vec<ManifestEntry>,
 }
 
 /// Splits `NAME@VERSION` (the version defaults to latest).
@@ -105,7 +90,7 @@ impl Project {
         let source = path.display().to_string();
         if opts.no_profile {
             let (schema, detected) = kiln_data::ingest::sniff_schema(path, &opts.read)?;
-            let (stored, _, _) = self.objects.put_file(path, progress).await?;
+            let stored = self.store_unchanged(path, &hash, progress).await?;
             return self
                 .record(
                     name,
@@ -152,7 +137,7 @@ impl Project {
             }
             Some(r)
         };
-        let (stored, _, _) = self.objects.put_file(path, progress).await?;
+        let stored = self.store_unchanged(path, &hash, progress).await?;
         let (columnar, _, _) = self.objects.put_file(&tmp, &kiln_core::NoProgress).await?;
         self.record(
             name,
@@ -173,8 +158,27 @@ impl Project {
         .await
     }
 
+    /// Stores the file and checks that it still has the content first hashed.
+    async fn store_unchanged(
+        &self,
+        path: &Path,
+        hash: &ContentHash,
+        progress: &dyn Progress,
+    ) -> Result<ContentHash> {
+        let (stored, _, _) = self.objects.put_file(path, progress).await?;
+        if stored != *hash {
+            return Err(kiln_store::StoreError::Io {
+                action: "read (it changed while being added)",
+                path: path.to_path_buf(),
+                source: std::io::Error::other("file modified during read"),
+            }
+            .into());
+        }
+        Ok(stored)
+    }
+
     #[allow(clippy::too_many_arguments)]
-    async fn record(
+    pub(crate) async fn record(
         &self,
         name: &str,
         kind: &'static str,
@@ -191,14 +195,6 @@ impl Project {
         opts: &AddOptions,
         report: Option<CheckReport>,
     ) -> Result<AddOutcome> {
-        if stored != id {
-            return Err(kiln_store::StoreError::Io {
-                action: "read (it changed while being added)",
-                path: PathBuf::from(&source),
-                source: std::io::Error::other("file modified during read"),
-            }
-            .into());
-        }
         let new = kiln_store::NewVersion {
             id,
             kind: kind.into(),
@@ -245,7 +241,7 @@ impl Project {
         Ok(())
     }
 
-    async fn existing_version(
+    pub(crate) async fn existing_version(
         &self,
         name: &str,
         id: &ContentHash,
@@ -264,92 +260,6 @@ impl Project {
         }
     }
 
-    async fn add_folder(
-        &self,
-        name: &str,
-        dir: &Path,
-        opts: &AddOptions,
-        progress: &dyn Progress,
-    ) -> Result<AddOutcome> {
-        let files = tokio::task::block_in_place(|| list_files(dir))?;
-        progress.start("hashing files", Some(files.len() as u64));
-        let hashed: Vec<Result<ManifestEntry>> = tokio::task::block_in_place(|| {
-            use rayon::prelude::*;
-            files
-                .par_iter()
-                .map(|rel| {
-                    let (hash, size) =
-                        kiln_store::hash_file(&dir.join(rel), &kiln_core::NoProgress)?;
-                    progress.advance(1);
-                    Ok(ManifestEntry {
-                        path: rel.clone(),
-                        size,
-                        hash,
-                    })
-                })
-                .collect()
-        });
-        progress.finish();
-        let manifest = Manifest {
-            files: hashed.into_iter().collect::<Result<_>>()?,
-        };
-        let bytes = serde_json::to_vec(&manifest).expect("manifest serializes");
-        let id = ContentHash::of(&bytes);
-        if let Some(existing) = self.existing_version(name, &id).await? {
-            return Ok(AddOutcome::Unchanged {
-                version: Box::new(existing),
-            });
-        }
-        progress.start("storing files", Some(manifest.files.len() as u64));
-        let mut stream = futures::stream::iter(manifest.files.iter().map(|e| {
-            let objects = self.objects.clone();
-            let path = dir.join(&e.path);
-            let expected = e.hash;
-            async move {
-                let stored = objects.put_file_hashed(&path, &expected).await?;
-                Ok::<_, ProjectError>(stored)
-            }
-        }))
-        .buffer_unordered(16);
-        while let Some(r) = stream.next().await {
-            r?;
-            progress.advance(1);
-        }
-        progress.finish();
-        let stored = self.objects.put_bytes(bytes).await?;
-        let size: u64 = manifest.files.iter().map(|f| f.size).sum();
-        let n = manifest.files.len() as i64;
-        self.record(
-            name,
-            "files",
-            id,
-            stored,
-            None,
-            size,
-            n,
-            None,
-            TableSchema::default(),
-            None,
-            "files",
-            dir.display().to_string(),
-            opts,
-            None,
-        )
-        .await
-    }
-
-    /// Reads the manifest of a folder version.
-    pub async fn manifest(&self, v: &VersionRecord) -> Result<Manifest> {
-        let bytes = self.objects.get_bytes(&v.original_object).await?;
-        serde_json::from_slice(&bytes).map_err(|e| {
-            kiln_store::StoreError::Corrupt {
-                context: "a folder manifest",
-                detail: e.to_string(),
-            }
-            .into()
-        })
-    }
-
     /// Restores a version byte for byte to `out` (a file, or a folder for a folder version).
     pub async fn get(&self, v: &VersionRecord, out: &Path, progress: &dyn Progress) -> Result<u64> {
         if out.exists() {
@@ -361,33 +271,7 @@ impl Project {
                 .get_to_file(&v.original_object, out, progress)
                 .await?);
         }
-        let manifest = self.manifest(v).await?;
-        // Restore into a sibling temp folder, then rename: all or nothing.
-        let parent = out
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let staging = tempfile::Builder::new()
-            .prefix(".kiln-get-")
-            .tempdir_in(parent)
-            .map_err(ProjectError::io("create a temporary folder in", parent))?;
-        progress.start("restoring files", Some(manifest.files.len() as u64));
-        let mut total = 0;
-        for f in &manifest.files {
-            let dest = staging.path().join(&f.path);
-            if let Some(d) = dest.parent() {
-                std::fs::create_dir_all(d).map_err(ProjectError::io("create", d))?;
-            }
-            total += self
-                .objects
-                .get_to_file(&f.hash, &dest, &kiln_core::NoProgress)
-                .await?;
-            progress.advance(1);
-        }
-        progress.finish();
-        let staging = staging.keep();
-        std::fs::rename(&staging, out).map_err(ProjectError::io("write", out))?;
-        Ok(total)
+        self.restore_folder(v, out, progress).await
     }
 
     /// Runs the declared checks on a version and stores the result.
@@ -473,37 +357,6 @@ pub struct VersionDiff {
     pub schema_changes: Vec<SchemaChange>,
     pub stat_shifts: Vec<StatShift>,
     pub rows: Option<RowDiff>,
-}
-
-/// Every regular file under `dir`, as sorted `/`-separated relative paths.
-fn list_files(dir: &Path) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).map_err(ProjectError::io("list", &d))? {
-            let entry = entry.map_err(ProjectError::io("list", &d))?;
-            let ft = entry
-                .file_type()
-                .map_err(ProjectError::io("read", entry.path()))?;
-            if ft.is_dir() {
-                stack.push(entry.path());
-            } else if ft.is_file() {
-                let rel = entry
-                    .path()
-                    .strip_prefix(dir)
-                    .expect("under dir")
-                    .to_path_buf();
-                let rel = rel.to_str().ok_or_else(|| ProjectError::Io {
-                    action: "add (its name is not UTF-8)",
-                    path: entry.path(),
-                    source: std::io::Error::other("non-UTF-8 file name"),
-                })?;
-                out.push(rel.replace(std::path::MAIN_SEPARATOR, "/"));
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 mod config;
 pub mod datasets;
 mod error;
+pub mod folders;
 mod project;
 
 pub use config::{DatasetConfig, KilnYaml};

@@ -587,22 +587,57 @@ fn clean_tmp(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Hashes a file with BLAKE3, memory-mapped and on all cores. Memory stays
-/// flat: the map is paged, not read into a buffer.
+/// Hashes a file with BLAKE3 on all cores, reading 16 MiB at a time on one
+/// thread while the previous chunk is hashed on the others. Memory stays
+/// flat (two chunks), unlike a memory map, whose pages count against the
+/// process.
 pub fn hash_file(path: &Path, progress: &dyn Progress) -> Result<(ContentHash, u64)> {
-    let file = File::open(path).map_err(StoreError::io("open", path))?;
+    use std::io::Read;
+    let mut file = File::open(path).map_err(StoreError::io("open", path))?;
     let len = file.metadata().map_err(StoreError::io("read", path))?.len();
     progress.start("hashing", Some(len));
     let mut hasher = blake3::Hasher::new();
     if len < CHUNK as u64 {
-        let mut f = file;
-        std::io::copy(&mut f, &mut hasher).map_err(StoreError::io("read", path))?;
-    } else {
-        hasher
-            .update_mmap_rayon(path)
+        // Small files (most files of a folder): one read, no chunk buffers.
+        let mut bytes = Vec::with_capacity(len as usize);
+        file.read_to_end(&mut bytes)
             .map_err(StoreError::io("read", path))?;
+        hasher.update(&bytes);
+        progress.advance(bytes.len() as u64);
+        progress.finish();
+        return Ok((
+            ContentHash::from_blake3(hasher.finalize()),
+            bytes.len() as u64,
+        ));
     }
-    progress.advance(len);
+    let fill = |f: &mut File, buf: &mut Vec<u8>| -> std::io::Result<usize> {
+        buf.resize(CHUNK, 0);
+        let mut n = 0;
+        while n < CHUNK {
+            match f.read(&mut buf[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        buf.truncate(n);
+        Ok(n)
+    };
+    let mut current = Vec::with_capacity(CHUNK);
+    let mut next = Vec::with_capacity(CHUNK);
+    let mut total = 0u64;
+    fill(&mut file, &mut current).map_err(StoreError::io("read", path))?;
+    while !current.is_empty() {
+        let (read, ()) = rayon::join(
+            || fill(&mut file, &mut next),
+            || {
+                hasher.update_rayon(&current);
+            },
+        );
+        read.map_err(StoreError::io("read", path))?;
+        total += current.len() as u64;
+        progress.advance(current.len() as u64);
+        std::mem::swap(&mut current, &mut next);
+    }
     progress.finish();
-    Ok((ContentHash::from_blake3(hasher.finalize()), len))
+    Ok((ContentHash::from_blake3(hasher.finalize()), total))
 }
