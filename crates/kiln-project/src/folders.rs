@@ -278,8 +278,8 @@ impl Project {
             }
             match (f.pack, f.offset) {
                 (Some(pack), Some(offset)) => {
-                    if !packs.contains_key(&pack) {
-                        packs.insert(pack, self.objects.fetch_local(&pack).await?);
+                    if let std::collections::hash_map::Entry::Vacant(slot) = packs.entry(pack) {
+                        slot.insert(self.objects.fetch_local(&pack).await?);
                     }
                     let path = &packs[&pack].0;
                     let file = std::fs::File::open(path).map_err(ProjectError::io("open", path))?;
