@@ -80,6 +80,8 @@ impl Project {
         if meta.is_dir() {
             return self.add_folder(name, path, opts, progress).await;
         }
+        let stamp = |m: &std::fs::Metadata| (m.len(), m.modified().ok());
+        let before = stamp(&meta);
         // Hash first: identical content is found before any parsing.
         let (hash, size) = kiln_store::hash_file(path, progress)?;
         if let Some(existing) = self.existing_version(name, &hash).await? {
@@ -118,13 +120,26 @@ impl Project {
             .tempfile_in(&scratch)
             .map_err(ProjectError::io("create a temporary file in", &scratch))?
             .into_temp_path();
-        let ingested = {
-            let (path, read, tmp_path) = (path.to_path_buf(), opts.read.clone(), tmp.to_path_buf());
-            // Parsing is CPU work: keep it off the async runtime's threads.
-            tokio::task::block_in_place(|| {
-                kiln_data::ingest::ingest(&path, &read, &tmp_path, progress)
-            })?
-        };
+        // Parsing is CPU work: keep it off the async runtime's threads. The
+        // original is copied into the staging area meanwhile (mostly kernel
+        // time), and published only if the version is accepted.
+        let (ingested, staged) = tokio::task::block_in_place(|| {
+            std::thread::scope(|s| {
+                let copy = s.spawn(|| self.objects.stage_file(path, &hash));
+                let ingested = kiln_data::ingest::ingest(path, &opts.read, &tmp, progress);
+                (ingested, copy.join().expect("copy thread panicked"))
+            })
+        });
+        let (ingested, staged) = (ingested?, staged?);
+        // The staged copy must be of the content hashed at the start.
+        let after = std::fs::metadata(path).map_err(ProjectError::io("read", path))?;
+        if stamp(&after) != before {
+            return Err(ProjectError::Io {
+                action: "read (it changed while being added)",
+                path: path.to_path_buf(),
+                source: std::io::Error::other("file modified during read"),
+            });
+        }
         let suite = self.dataset_config(name).checks;
         let report = if suite.is_empty() {
             None
@@ -137,7 +152,8 @@ impl Project {
             }
             Some(r)
         };
-        let stored = self.store_unchanged(path, &hash, progress).await?;
+        self.objects.commit(staged, progress).await?;
+        let stored = hash;
         let (columnar, _, _) = self.objects.put_file(&tmp, &kiln_core::NoProgress).await?;
         self.record(
             name,

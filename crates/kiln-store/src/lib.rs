@@ -26,7 +26,7 @@ pub use meta::{
     AuditEntry, CheckRecord, DatasetRecord, DatasetSummary, LineageEdge, MetaStore, NewVersion,
     VersionRecord, VersionSpec,
 };
-pub use objects::{ObjectLock, Objects, hash_file};
+pub use objects::{ObjectLock, Objects, Staged, hash_file};
 pub use url::{ObjectsUrl, StoreUrl};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

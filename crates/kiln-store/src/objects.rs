@@ -41,6 +41,30 @@ enum Backend {
     },
 }
 
+/// A file copied into the staging area but not yet an object; dropped
+/// without [`Objects::commit`], the copy is removed.
+pub struct Staged {
+    kind: StagedKind,
+    hash: ContentHash,
+}
+
+enum StagedKind {
+    /// The object already exists.
+    Present,
+    /// A copy in the folder store's `tmp/`.
+    Local { tmp: PathBuf },
+    /// S3: nothing is copied until commit.
+    Remote { path: PathBuf },
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if let StagedKind::Local { tmp } = &self.kind {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
+
 /// An exclusive hold on a local object folder; dropped, it releases.
 pub struct ObjectLock {
     _file: Option<File>,
@@ -313,6 +337,60 @@ impl Objects {
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
                 Err(e)
+            }
+        }
+    }
+
+    /// Copies a file whose hash is known into the store's staging area
+    /// without publishing it, so that the copy can run beside other work and
+    /// be dropped if that work decides against it. Blocking; see [`Staged`].
+    pub fn stage_file(&self, path: &Path, hash: &ContentHash) -> Result<Staged> {
+        match &self.backend {
+            Backend::Folder { root } => {
+                if self.local_path(hash).expect("folder").exists() {
+                    return Ok(Staged {
+                        kind: StagedKind::Present,
+                        hash: *hash,
+                    });
+                }
+                let before = file_stamp(path)?;
+                let tmp = root.join("tmp").join(uuid::Uuid::now_v7().to_string());
+                let staged = Staged {
+                    kind: StagedKind::Local { tmp: tmp.clone() },
+                    hash: *hash,
+                };
+                std::fs::copy(path, &tmp).map_err(|e| StoreError::Io {
+                    action: "copy into the object store",
+                    path: path.into(),
+                    source: e,
+                })?;
+                if file_stamp(path)? != before {
+                    return Err(changed(path));
+                }
+                Ok(staged)
+            }
+            Backend::S3 { .. } => Ok(Staged {
+                kind: StagedKind::Remote { path: path.into() },
+                hash: *hash,
+            }),
+        }
+    }
+
+    /// Publishes a staged file: renames it into place, or uploads it to S3
+    /// (verifying its hash on the way). Returns whether the object was new.
+    pub async fn commit(&self, mut staged: Staged, progress: &dyn Progress) -> Result<bool> {
+        match std::mem::replace(&mut staged.kind, StagedKind::Present) {
+            StagedKind::Present => Ok(false),
+            StagedKind::Local { tmp } => self.publish_tmp(&tmp, &staged.hash),
+            StagedKind::Remote { path } => {
+                if self.exists(&staged.hash).await? {
+                    return Ok(false);
+                }
+                let size = std::fs::metadata(&path)
+                    .map_err(StoreError::io("read", &path))?
+                    .len();
+                self.upload(&path, &staged.hash, size, progress).await?;
+                Ok(true)
             }
         }
     }
