@@ -49,24 +49,18 @@ pub struct Bar {
     bar: ProgressBar,
 }
 
-impl Progress for Bar {
-    fn start(&self, message: &str, total: Option<u64>) {
+impl Bar {
+    fn begin(&self, message: &str, total: Option<u64>, counts: &str) {
         self.bar.reset();
         self.bar.set_message(message.to_string());
         match total {
             Some(n) => {
                 self.bar.set_length(n);
                 self.bar.set_style(
-                    ProgressStyle::with_template(
-                        "{spinner} {msg:<24} [{bar:30}] {bytes_or_pos} {elapsed}",
-                    )
+                    ProgressStyle::with_template(&format!(
+                        "{{spinner}} {{msg:<26}} [{{bar:30}}] {counts} {{elapsed}}"
+                    ))
                     .expect("valid template")
-                    .with_key(
-                        "bytes_or_pos",
-                        |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                            let _ = write!(w, "{}/{}", s.pos(), s.len().unwrap_or(0));
-                        },
-                    )
                     .progress_chars("=> "),
                 );
             }
@@ -75,6 +69,16 @@ impl Progress for Bar {
             ),
         }
         self.bar.enable_steady_tick(Duration::from_millis(120));
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, message: &str, total: Option<u64>) {
+        self.begin(message, total, "{bytes}/{total_bytes} {bytes_per_sec}");
+    }
+
+    fn start_items(&self, message: &str, total: Option<u64>) {
+        self.begin(message, total, "{human_pos}/{human_len}");
     }
 
     fn advance(&self, n: u64) {

@@ -73,7 +73,7 @@ impl Project {
         progress: &dyn Progress,
     ) -> Result<AddOutcome> {
         let files = tokio::task::block_in_place(|| list_files(dir))?;
-        progress.start("hashing files", Some(files.len() as u64));
+        progress.start_items("hashing files", Some(files.len() as u64));
         let kept = AtomicU64::new(0);
         let hashed: Vec<Result<(ManifestEntry, Option<Vec<u8>>)>> =
             tokio::task::block_in_place(|| {
@@ -199,7 +199,7 @@ impl Project {
         let large: Vec<&ManifestEntry> =
             entries.iter().filter(|e| e.size > PACK_MAX_FILE).collect();
         if !large.is_empty() {
-            progress.start("storing large files", Some(large.len() as u64));
+            progress.start_items("storing large files", Some(large.len() as u64));
             let mut stream = futures::stream::iter(large.into_iter().map(|e| {
                 let objects = self.objects.clone();
                 let path = dir.join(&e.path);
@@ -267,7 +267,7 @@ impl Project {
             .prefix(".kiln-get-")
             .tempdir_in(parent)
             .map_err(ProjectError::io("create a temporary folder in", parent))?;
-        progress.start("restoring files", Some(manifest.files.len() as u64));
+        progress.start_items("restoring files", Some(manifest.files.len() as u64));
         let mut packs: HashMap<ContentHash, (std::path::PathBuf, Option<tempfile::TempPath>)> =
             HashMap::new();
         let mut total = 0;

@@ -121,6 +121,12 @@ async fn add(project: &Project, args: AddArgs, p: Printer) -> anyhow::Result<Exi
         no_profile: args.no_profile,
         enforce_checks: args.check,
     };
+    if args.check && project.dataset_config(&args.name).checks.is_empty() {
+        p.note(format!(
+            "warning: --check given, but kiln.yaml declares no checks for `{}`; nothing to enforce",
+            args.name
+        ));
+    }
     let bar = p.progress();
     let outcome = project.add(&args.name, &args.path, &opts, &bar).await?;
     drop(bar);
