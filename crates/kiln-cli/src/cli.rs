@@ -66,6 +66,12 @@ pub enum Command {
     Data(DataCommand),
     /// Run a tour on a throw-away project with a bundled real dataset.
     Demo(DemoArgs),
+    /// Show the audit log: who changed what, and when, newest first.
+    Audit {
+        /// How many entries to show.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -719,3 +719,37 @@ fn small_files_are_packed_and_a_new_version_packs_only_what_changed() {
     );
     assert!(std::fs::read(p.path("out/big.bin")).unwrap() == big);
 }
+
+#[test]
+fn the_audit_log_names_who_did_what() {
+    let p = Project::new();
+    p.write("a.csv", "x\n1\n");
+    p.kiln(&["data", "add", "a", "a.csv"]).ok();
+    p.kiln(&["data", "tag", "a", "gold"]).ok();
+    let log = p.kiln(&["audit", "--json"]).ok().json();
+    let actions: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "dataset_version.tag",
+            "dataset_version.create",
+            "dataset.create"
+        ]
+    );
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["actor"] == "tester")
+    );
+    let table = p.kiln(&["audit"]).ok().stdout;
+    assert!(
+        table.contains("dataset_version.tag") && table.contains("tester"),
+        "{table}"
+    );
+}

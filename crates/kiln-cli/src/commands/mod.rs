@@ -31,6 +31,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             status
         }
         Command::Demo(args) => demo::demo(args, printer).await,
+        Command::Audit { limit } => {
+            let project = open(&locations).await?;
+            let entries = project.meta.audit_log(limit).await?;
+            project.meta.close().await;
+            if printer.json {
+                printer.json(&entries);
+            } else {
+                let mut t = crate::output::table(&["when", "who", "action", "target", "detail"]);
+                for e in &entries {
+                    let target = match e.target_id.split_once('@') {
+                        Some((name, id)) if id.len() == 64 => format!("{name}@{}", &id[..12]),
+                        _ => e.target_id.clone(),
+                    };
+                    t.add_row(vec![
+                        e.at.get(..19).unwrap_or(&e.at).replace('T', " "),
+                        e.actor.clone(),
+                        e.action.clone(),
+                        target,
+                        e.detail.to_string(),
+                    ]);
+                }
+                println!("{t}");
+            }
+            Ok(ExitStatus::Success)
+        }
     }
 }
 
