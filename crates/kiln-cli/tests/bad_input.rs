@@ -282,3 +282,23 @@ fn killing_an_add_midway_leaves_the_store_consistent() {
     p.kiln(&["data", "get", "big", "-o", "back.csv"]).ok();
     assert!(std::fs::read(p.path("back.csv")).unwrap() == csv.as_bytes());
 }
+
+#[test]
+fn init_against_an_unreachable_store_fails_and_leaves_no_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["init", "--store", "postgres://kiln@127.0.0.1:1/kiln"])
+        .current_dir(dir.path())
+        .env_remove("KILN_STORE")
+        .env_remove("KILN_OBJECTS")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Failed to connect to the metadata store")
+    );
+    assert!(
+        !dir.path().join("kiln.yaml").exists(),
+        "a half-made project was left"
+    );
+}

@@ -17,6 +17,13 @@ datasets:
 #[tokio::test(flavor = "multi_thread")]
 async fn every_data_command_works_on_postgresql_and_s3() {
     let p = Project::on_servers().await;
+    // `kiln init` with shared stores migrates them instead of making local ones.
+    let yaml = std::fs::read_to_string(p.path("kiln.yaml")).unwrap();
+    assert!(
+        yaml.contains("objects: s3://kiln-test/") && yaml.contains("store: postgres://"),
+        "{yaml}"
+    );
+    assert!(!p.path(".kiln/kiln.db").exists());
     p.set_config(CHECKS);
     assert!(!p.path(".kiln/objects").join("ab").exists());
 

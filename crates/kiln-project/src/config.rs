@@ -57,16 +57,25 @@ impl KilnYaml {
         Ok(cfg)
     }
 
-    /// The starter file `kiln init` writes.
-    pub fn starter(project: &str) -> String {
+    /// The starter file `kiln init` writes, naming the stores it was given.
+    pub fn starter(project: &str, store: Option<&str>, objects: Option<&str>) -> String {
+        let store = store.map_or_else(
+            || "# store: sqlite://.kiln/kiln.db".to_string(),
+            |s| format!("store: {s}"),
+        );
+        let objects = objects.map_or_else(
+            || "# objects: file://.kiln/objects".to_string(),
+            |o| format!("objects: {o}"),
+        );
         format!(
             "# kiln project: everything declared here lives under git.\n\
              project: {project}\n\
              \n\
-             # Where kiln keeps metadata and objects (defaults shown). Override with\n\
-             # --store / KILN_STORE and --objects / KILN_OBJECTS, e.g. postgres://… and s3://BUCKET/PREFIX.\n\
-             # store: sqlite://.kiln/kiln.db\n\
-             # objects: file://.kiln/objects\n\
+             # Where kiln keeps metadata and objects. Override with --store / KILN_STORE\n\
+             # and --objects / KILN_OBJECTS, e.g. postgres://… and s3://BUCKET/PREFIX;\n\
+             # keep passwords in KILN_STORE, not here.\n\
+             {store}\n\
+             {objects}\n\
              \n\
              # Checks per dataset; `kiln data check NAME` runs them.\n\
              datasets: {{}}\n\
@@ -90,9 +99,19 @@ mod tests {
 
     #[test]
     fn starter_file_parses() {
-        let cfg = KilnYaml::parse(&KilnYaml::starter("demo"), Path::new("kiln.yaml")).unwrap();
+        let cfg = KilnYaml::parse(
+            &KilnYaml::starter("demo", None, None),
+            Path::new("kiln.yaml"),
+        )
+        .unwrap();
         assert_eq!(cfg.project, "demo");
         assert!(cfg.datasets.is_empty());
+        let team = KilnYaml::parse(
+            &KilnYaml::starter("t", None, Some("s3://b/p")),
+            Path::new("kiln.yaml"),
+        )
+        .unwrap();
+        assert_eq!(team.objects.as_deref(), Some("s3://b/p"));
     }
 
     #[test]

@@ -38,7 +38,11 @@ pub fn find_root(start: &Path) -> Option<PathBuf> {
 impl Project {
     /// Creates a project in `dir`: `kiln.yaml`, and `.kiln/` with the SQLite
     /// database and the object folder. Returns the `kiln.yaml` path.
-    pub async fn init(dir: &Path, name: Option<&str>) -> Result<PathBuf> {
+    ///
+    /// With `locations`, the project's stores are those instead (a
+    /// PostgreSQL database is migrated, an S3 bucket checked for reach), and
+    /// `kiln.yaml` records them unless the store URL holds a password.
+    pub async fn init(dir: &Path, name: Option<&str>, locations: &Locations) -> Result<PathBuf> {
         std::fs::create_dir_all(dir).map_err(ProjectError::io("create", dir))?;
         let dir = std::fs::canonicalize(dir).map_err(ProjectError::io("open", dir))?;
         let config = dir.join(CONFIG_FILE);
@@ -58,12 +62,29 @@ impl Project {
         // The stores are not source: keep them out of git.
         std::fs::write(state.join(".gitignore"), "*\n")
             .map_err(ProjectError::io("write", &state))?;
-        let meta = MetaStore::open(&StoreUrl::Sqlite(state.join("kiln.db")), &name).await?;
+        let store = match &locations.store {
+            Some(u) => resolve_store(StoreUrl::parse(u)?, &dir),
+            None => StoreUrl::Sqlite(state.join("kiln.db")),
+        };
+        let meta = MetaStore::open(&store, &name).await?;
         meta.close().await;
-        Objects::open(&ObjectsUrl::Folder(state.join("objects")))?;
+        let objects = match &locations.objects {
+            Some(u) => resolve_objects(ObjectsUrl::parse(u)?, &dir),
+            None => ObjectsUrl::Folder(state.join("objects")),
+        };
+        // Any answer, even "absent", shows the object store is reachable.
+        Objects::open(&objects)?
+            .exists(&kiln_core::ContentHash::of(b"kiln init"))
+            .await?;
+        let store_line = match (&locations.store, &store) {
+            (Some(u), StoreUrl::Postgres(_)) if store.redacted() != *u => None,
+            (Some(u), _) => Some(u.as_str()),
+            (None, _) => None,
+        };
         // kiln.yaml last: its presence means the project is complete.
         let tmp = dir.join(".kiln.yaml.tmp");
-        std::fs::write(&tmp, KilnYaml::starter(&name)).map_err(ProjectError::io("write", &tmp))?;
+        let text = KilnYaml::starter(&name, store_line, locations.objects.as_deref());
+        std::fs::write(&tmp, text).map_err(ProjectError::io("write", &tmp))?;
         std::fs::rename(&tmp, &config).map_err(ProjectError::io("write", &config))?;
         Ok(config)
     }

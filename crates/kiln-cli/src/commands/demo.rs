@@ -45,7 +45,7 @@ pub async fn demo(args: DemoArgs, printer: Printer) -> anyhow::Result<ExitStatus
         quiet: printer.quiet,
     };
     step("kiln init — a project is kiln.yaml plus .kiln/ (SQLite metadata, object folder)");
-    Project::init(&dir, Some("demo")).await?;
+    Project::init(&dir, Some("demo"), &Locations::default()).await?;
     std::fs::write(dir.join("kiln.yaml"), CONFIG).context("Failed to write kiln.yaml")?;
     println!("{}\n--- kiln.yaml ---\n{CONFIG}", dir.display());
 

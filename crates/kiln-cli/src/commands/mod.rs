@@ -23,7 +23,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         objects: cli.global.objects.clone(),
     };
     match cli.command {
-        Command::Init(args) => init::init(args, printer).await,
+        Command::Init(args) => init::init(args, &locations, printer).await,
         Command::Data(cmd) => {
             let project = open(&locations).await?;
             let status = data::run(&project, cmd, printer).await;
