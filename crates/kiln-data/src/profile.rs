@@ -6,6 +6,7 @@
 //! boolean columns.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
@@ -93,6 +94,22 @@ impl Profile {
     }
 }
 
+/// A hasher for keys that are already well-mixed 64-bit hashes.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u64 keys are hashed")
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// Accumulates a [`Profile`] batch by batch.
 pub struct Profiler {
     rows: u64,
@@ -123,7 +140,8 @@ enum Kind {
         falses: u64,
     },
     Text {
-        top: HashMap<Box<str>, u64>,
+        /// Counts by the value's 64-bit hash, which HyperLogLog needs anyway.
+        top: HashMap<u64, (Box<str>, u64), BuildHasherDefault<Prehashed>>,
         truncated: bool,
     },
 }
@@ -142,7 +160,7 @@ impl Profiler {
                         falses: 0,
                     },
                     ColumnType::String | ColumnType::Categorical => Kind::Text {
-                        top: HashMap::new(),
+                        top: HashMap::default(),
                         truncated: false,
                     },
                     _ => Kind::Numeric {
@@ -191,41 +209,51 @@ impl ColumnAcc {
         let hll = &mut self.hll;
         let mut count = 0u64;
         match (&mut self.kind, col.data_type()) {
-            (Kind::Numeric { .. }, DataType::Int64) => {
-                for v in col.as_primitive::<Int64Type>().iter().flatten() {
+            (
+                Kind::Numeric { .. },
+                DataType::Int64 | DataType::Date32 | DataType::Timestamp(..),
+            ) => {
+                let mut ints: Vec<i64> = match col.data_type() {
+                    DataType::Int64 => col.as_primitive::<Int64Type>().iter().flatten().collect(),
+                    DataType::Date32 => col
+                        .as_primitive::<Date32Type>()
+                        .iter()
+                        .flatten()
+                        .map(i64::from)
+                        .collect(),
+                    _ => col
+                        .as_primitive::<TimestampMicrosecondType>()
+                        .iter()
+                        .flatten()
+                        .collect(),
+                };
+                for &v in &ints {
                     hll.insert_hash(mix64(v as u64));
-                    self.kind.push_int(v);
-                    count += 1;
                 }
-            }
-            (Kind::Numeric { .. }, DataType::Date32) => {
-                for v in col.as_primitive::<Date32Type>().iter().flatten() {
-                    hll.insert_hash(mix64(v as u64));
-                    self.kind.push_int(i64::from(v));
-                    count += 1;
-                }
-            }
-            (Kind::Numeric { .. }, DataType::Timestamp(..)) => {
-                for v in col
-                    .as_primitive::<TimestampMicrosecondType>()
-                    .iter()
-                    .flatten()
+                if let (Kind::Numeric { imin, imax, .. }, Some(lo), Some(hi)) =
+                    (&mut self.kind, ints.iter().min(), ints.iter().max())
                 {
-                    hll.insert_hash(mix64(v as u64));
-                    self.kind.push_int(v);
-                    count += 1;
+                    *imin = (*imin).min(*lo);
+                    *imax = (*imax).max(*hi);
                 }
+                let floats: Vec<f64> = ints.drain(..).map(|v| v as f64).collect();
+                count = floats.len() as u64;
+                self.kind.push_floats(&floats);
             }
             (Kind::Numeric { .. }, _) => {
-                for v in col.as_primitive::<Float64Type>().iter().flatten() {
-                    if v.is_nan() {
-                        self.nulls += 1;
-                        continue;
-                    }
+                let floats: Vec<f64> = col
+                    .as_primitive::<Float64Type>()
+                    .iter()
+                    .flatten()
+                    .filter(|v| !v.is_nan())
+                    .collect();
+                let non_null = (col.len() - col.null_count()) as u64;
+                self.nulls += non_null - floats.len() as u64;
+                for &v in &floats {
                     hll.insert_hash(mix64(v.to_bits()));
-                    self.kind.push_float(v);
-                    count += 1;
                 }
+                count = floats.len() as u64;
+                self.kind.push_floats(&floats);
             }
             (Kind::Boolean { trues, falses }, _) => {
                 for v in col.as_boolean().iter().flatten() {
@@ -239,11 +267,12 @@ impl ColumnAcc {
             }
             (Kind::Text { top, truncated }, _) => {
                 for v in col.as_string::<i32>().iter().flatten() {
-                    hll.insert_hash(hash_bytes(v.as_bytes()));
-                    if let Some(n) = top.get_mut(v) {
+                    let h = hash_bytes(v.as_bytes());
+                    hll.insert_hash(h);
+                    if let Some((_, n)) = top.get_mut(&h) {
                         *n += 1;
                     } else if top.len() < TOP_CAP {
-                        top.insert(v.into(), 1);
+                        top.insert(h, (v.into(), 1));
                     } else {
                         *truncated = true;
                     }
@@ -324,8 +353,10 @@ impl ColumnAcc {
                 if !truncated {
                     p.distinct = top.len() as u64;
                 }
-                let mut all: Vec<(String, u64)> =
-                    top.into_iter().map(|(k, v)| (k.into_string(), v)).collect();
+                let mut all: Vec<(String, u64)> = top
+                    .into_values()
+                    .map(|(k, v)| (k.into_string(), v))
+                    .collect();
                 all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
                 if let (Some(first), Some(last)) = (
                     all.iter().map(|a| &a.0).min(),
@@ -350,18 +381,11 @@ impl ColumnAcc {
 }
 
 impl Kind {
-    #[inline]
-    fn push_int(&mut self, v: i64) {
-        if let Kind::Numeric { imin, imax, .. } = self {
-            *imin = (*imin).min(v);
-            *imax = (*imax).max(v);
-        }
-        self.push_float(v as f64);
-    }
-
-    #[inline]
-    fn push_float(&mut self, v: f64) {
-        if let Kind::Numeric {
+    /// Adds a batch of values: min, max, and mean and M2 merged with Chan's
+    /// formula (batch statistics in two vectorisable passes, no division per
+    /// value), then the reservoir.
+    fn push_floats(&mut self, values: &[f64]) {
+        let Kind::Numeric {
             min,
             max,
             mean,
@@ -369,21 +393,28 @@ impl Kind {
             sample,
             ..
         } = self
-        {
-            *min = min.min(v);
-            *max = max.max(v);
-            let n = sample_seen(sample) + 1;
-            let delta = v - *mean;
-            *mean += delta / n as f64;
-            *m2 += delta * (v - *mean);
-            sample.push(v);
+        else {
+            return;
+        };
+        if values.is_empty() {
+            return;
         }
+        let n_a = sample.seen() as f64;
+        let n_b = values.len() as f64;
+        let (lo, hi, sum) = values.iter().fold(
+            (f64::INFINITY, f64::NEG_INFINITY, 0.0),
+            |(lo, hi, s), &v| (lo.min(v), hi.max(v), s + v),
+        );
+        let mean_b = sum / n_b;
+        let m2_b: f64 = values.iter().map(|&v| (v - mean_b) * (v - mean_b)).sum();
+        let n = n_a + n_b;
+        let delta = mean_b - *mean;
+        *mean += delta * n_b / n;
+        *m2 += m2_b + delta * delta * n_a * n_b / n;
+        *min = min.min(lo);
+        *max = max.max(hi);
+        sample.extend(values);
     }
-}
-
-/// Welford's n: the reservoir counts every value pushed.
-fn sample_seen(r: &Reservoir) -> u64 {
-    r.seen()
 }
 
 fn histogram(sorted: &[f64], min: f64, max: f64, integral: bool, total: u64) -> Histogram {

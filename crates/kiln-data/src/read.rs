@@ -128,7 +128,6 @@ fn csv_format(delimiter: u8, header: bool) -> arrow_csv::reader::Format {
     arrow_csv::reader::Format::default()
         .with_header(header)
         .with_delimiter(delimiter)
-        .with_null_regex(Regex::new("^$").expect("valid regex"))
 }
 
 fn open_csv(

@@ -71,12 +71,17 @@ impl Hll {
     }
 }
 
-/// A uniform sample of at most `cap` values (Algorithm R), seeded.
+/// A uniform sample of at most `cap` values, seeded. Once full it uses
+/// Li's Algorithm L: it draws how many values to skip before the next
+/// replacement, so most values cost a comparison, not a random number.
 pub struct Reservoir {
     cap: usize,
     seen: u64,
     pub values: Vec<f64>,
     rng: SmallRng,
+    /// Algorithm L's running weight and the 1-based index of the next value to keep.
+    w: f64,
+    next: u64,
 }
 
 impl Reservoir {
@@ -86,18 +91,60 @@ impl Reservoir {
             seen: 0,
             values: Vec::new(),
             rng: SmallRng::seed_from_u64(seed),
+            w: 1.0,
+            next: 0,
         }
+    }
+
+    fn uniform(&mut self) -> f64 {
+        // In (0, 1]: ln() stays finite.
+        1.0 - self.rng.random::<f64>()
+    }
+
+    fn schedule(&mut self) {
+        let skip = (self.uniform().ln() / (1.0 - self.w).ln()).floor();
+        self.next = self.seen
+            + 1
+            + if skip.is_finite() {
+                skip as u64
+            } else {
+                u64::MAX / 2
+            };
     }
 
     pub fn push(&mut self, v: f64) {
         self.seen += 1;
         if self.values.len() < self.cap {
             self.values.push(v);
-        } else {
-            let j = self.rng.random_range(0..self.seen);
-            if (j as usize) < self.cap {
-                self.values[j as usize] = v;
+            if self.values.len() == self.cap {
+                self.w = (self.uniform().ln() / self.cap as f64).exp();
+                self.schedule();
             }
+        } else if self.seen == self.next {
+            let slot = self.rng.random_range(0..self.cap);
+            self.values[slot] = v;
+            self.w *= (self.uniform().ln() / self.cap as f64).exp();
+            self.schedule();
+        }
+    }
+
+    pub fn extend(&mut self, values: &[f64]) {
+        let mut rest = values;
+        // Fill, then jump from one kept value to the next.
+        while !rest.is_empty() && self.values.len() < self.cap {
+            self.push(rest[0]);
+            rest = &rest[1..];
+        }
+        while !rest.is_empty() {
+            let gap = self.next - self.seen - 1;
+            if gap >= rest.len() as u64 {
+                self.seen += rest.len() as u64;
+                return;
+            }
+            self.seen += gap;
+            rest = &rest[gap as usize..];
+            self.push(rest[0]);
+            rest = &rest[1..];
         }
     }
 
@@ -143,5 +190,23 @@ mod tests {
         }
         assert_eq!(r.values.len(), 10);
         assert!(!r.is_exact());
+    }
+
+    #[test]
+    fn reservoir_sample_is_uniform_and_extend_matches_counts() {
+        let mut r = Reservoir::new(1000, 3);
+        let values: Vec<f64> = (0..100_000).map(f64::from).collect();
+        for chunk in values.chunks(7_777) {
+            r.extend(chunk);
+        }
+        assert_eq!(r.seen(), 100_000);
+        assert_eq!(r.values.len(), 1000);
+        let mean = r.values.iter().sum::<f64>() / 1000.0;
+        assert!((mean - 50_000.0).abs() < 3_000.0, "mean {mean}");
+        let late = r.values.iter().filter(|&&v| v >= 50_000.0).count();
+        assert!(
+            (400..600).contains(&late),
+            "{late} of 1000 from the second half"
+        );
     }
 }
