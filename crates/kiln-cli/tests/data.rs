@@ -753,3 +753,26 @@ fn the_audit_log_names_who_did_what() {
         "{table}"
     );
 }
+
+#[test]
+fn a_same_size_edit_is_seen_despite_the_hash_cache() {
+    let p = Project::new();
+    p.write("a.csv", "x\n1\n");
+    p.kiln(&["data", "add", "a", "a.csv", "--no-profile"]).ok();
+    assert!(p.path(".kiln/state/hashes.json").is_file());
+    let same = p.kiln(&["data", "add", "a", "a.csv", "--no-profile"]).ok();
+    assert!(same.stdout.contains("Unchanged"), "{}", same.stdout);
+    p.write("a.csv", "x\n2\n");
+    let edited = p.kiln(&["data", "add", "a", "a.csv", "--no-profile"]).ok();
+    assert!(edited.stdout.contains("version 2"), "{}", edited.stdout);
+    p.write("d/f.txt", "aaaa");
+    p.kiln(&["data", "add", "d", "d"]).ok();
+    p.write("d/f.txt", "bbbb");
+    let edited = p.kiln(&["data", "add", "d", "d", "--json"]).ok().json();
+    assert_eq!(edited["outcome"], "created");
+    p.kiln(&["data", "get", "d@latest", "-o", "out"]).ok();
+    assert_eq!(
+        std::fs::read_to_string(p.path("out/f.txt")).unwrap(),
+        "bbbb"
+    );
+}

@@ -82,17 +82,29 @@ impl Project {
         }
         let stamp = |m: &std::fs::Metadata| (m.len(), m.modified().ok());
         let before = stamp(&meta);
-        // Hash first: identical content is found before any parsing.
-        let (hash, size) = kiln_store::hash_file(path, progress)?;
-        if let Some(existing) = self.existing_version(name, &hash).await? {
+        let mut cache = crate::state::HashCache::load(self.root.as_deref());
+        // A file seen before with the same `stat` is not read again.
+        if let Some(cached) = cache.get(path, &meta)
+            && let Some(existing) = self.existing_version(name, &cached).await?
+        {
             return Ok(AddOutcome::Unchanged {
                 version: Box::new(existing),
             });
         }
         let source = path.display().to_string();
         if opts.no_profile {
+            // Store while hashing (one read); identical content then costs a
+            // copy that is dropped, and the cache makes the next re-add a stat.
+            let (hash, size, _) = self.objects.put_file(path, progress).await?;
+            cache.put(path, &meta, hash);
+            cache.save();
+            if let Some(existing) = self.existing_version(name, &hash).await? {
+                return Ok(AddOutcome::Unchanged {
+                    version: Box::new(existing),
+                });
+            }
             let (schema, detected) = kiln_data::ingest::sniff_schema(path, &opts.read)?;
-            let stored = self.store_unchanged(path, &hash, progress).await?;
+            let stored = hash;
             return self
                 .record(
                     name,
@@ -113,6 +125,15 @@ impl Project {
                 .await;
         }
 
+        // Hash first: identical content is found before any parsing.
+        let (hash, size) = kiln_store::hash_file(path, progress)?;
+        cache.put(path, &meta, hash);
+        cache.save();
+        if let Some(existing) = self.existing_version(name, &hash).await? {
+            return Ok(AddOutcome::Unchanged {
+                version: Box::new(existing),
+            });
+        }
         let scratch = self.objects.scratch_dir();
         let tmp = tempfile::Builder::new()
             .prefix("kiln-columnar-")
@@ -172,25 +193,6 @@ impl Project {
             report,
         )
         .await
-    }
-
-    /// Stores the file and checks that it still has the content first hashed.
-    async fn store_unchanged(
-        &self,
-        path: &Path,
-        hash: &ContentHash,
-        progress: &dyn Progress,
-    ) -> Result<ContentHash> {
-        let (stored, _, _) = self.objects.put_file(path, progress).await?;
-        if stored != *hash {
-            return Err(kiln_store::StoreError::Io {
-                action: "read (it changed while being added)",
-                path: path.to_path_buf(),
-                source: std::io::Error::other("file modified during read"),
-            }
-            .into());
-        }
-        Ok(stored)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -75,6 +75,9 @@ impl Project {
         let files = tokio::task::block_in_place(|| list_files(dir))?;
         progress.start_items("hashing files", Some(files.len() as u64));
         let kept = AtomicU64::new(0);
+        // Files whose `stat` is unchanged since they were last hashed are not read.
+        let mut cache = crate::state::HashCache::load(self.root.as_deref());
+        let fresh = std::sync::Mutex::new(Vec::new());
         let hashed: Vec<Result<(ManifestEntry, Option<Vec<u8>>)>> =
             tokio::task::block_in_place(|| {
                 use rayon::prelude::*;
@@ -82,9 +85,20 @@ impl Project {
                     .par_iter()
                     .map(|rel| {
                         let path = dir.join(rel);
-                        let size = std::fs::metadata(&path)
-                            .map_err(ProjectError::io("read", &path))?
-                            .len();
+                        let meta =
+                            std::fs::metadata(&path).map_err(ProjectError::io("read", &path))?;
+                        let size = meta.len();
+                        let entry = |size, hash| ManifestEntry {
+                            path: rel.clone(),
+                            size,
+                            hash,
+                            pack: None,
+                            offset: None,
+                        };
+                        if let Some(hash) = cache.get(&path, &meta) {
+                            progress.advance(1);
+                            return Ok((entry(size, hash), None));
+                        }
                         let (hash, size, bytes) = if size <= PACK_MAX_FILE {
                             let bytes =
                                 std::fs::read(&path).map_err(ProjectError::io("read", &path))?;
@@ -97,17 +111,9 @@ impl Project {
                                 kiln_store::hash_file(&path, &kiln_core::NoProgress)?;
                             (hash, size, None)
                         };
+                        fresh.lock().expect("not poisoned").push((path, meta, hash));
                         progress.advance(1);
-                        Ok((
-                            ManifestEntry {
-                                path: rel.clone(),
-                                size,
-                                hash,
-                                pack: None,
-                                offset: None,
-                            },
-                            bytes,
-                        ))
+                        Ok((entry(size, hash), bytes))
                     })
                     .collect()
             });
@@ -117,6 +123,10 @@ impl Project {
             .collect::<Result<Vec<_>>>()?
             .into_iter()
             .unzip();
+        for (path, meta, hash) in fresh.into_inner().expect("not poisoned") {
+            cache.put(&path, &meta, hash);
+        }
+        cache.save();
         let id = Manifest {
             files: entries.clone(),
         }

@@ -11,6 +11,7 @@ pub mod datasets;
 mod error;
 pub mod folders;
 mod project;
+pub mod state;
 
 pub use config::{DatasetConfig, KilnYaml};
 pub use error::ProjectError;
