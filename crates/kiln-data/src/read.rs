@@ -467,3 +467,32 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    /// Random CSV-ish bytes (delimiters, quotes, newlines, invalid UTF-8)
+    /// never panic ingest: every input is read or refused with an error.
+    #[test]
+    fn random_csv_bytes_are_ingested_or_refused_without_panicking() {
+        const ALPHABET: &[u8] = b"ab1.5,,\"\n\n\r-e\xff ";
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = SmallRng::seed_from_u64(42);
+        for case in 0..400 {
+            let len = rng.random_range(0..200);
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())])
+                .collect();
+            let p = dir.path().join(format!("c{case}.csv"));
+            std::fs::write(&p, &bytes).unwrap();
+            // Ingest covers reading, the type-widening retry, profiling and Parquet.
+            let out = dir.path().join(format!("c{case}.parquet"));
+            let _ =
+                crate::ingest::ingest(&p, &ReadOptions::default(), &out, &kiln_core::NoProgress);
+        }
+    }
+}
