@@ -776,3 +776,73 @@ fn a_same_size_edit_is_seen_despite_the_hash_cache() {
         "bbbb"
     );
 }
+
+#[test]
+fn a_folder_of_csv_partitions_is_one_checked_table_and_restores_as_a_folder() {
+    let p = Project::new();
+    p.set_config(
+        "project: t\ndatasets:\n  sales:\n    key: id\n    checks:\n      columns:\n        amount: { range: { min: 0 } }\n",
+    );
+    p.write("sales/day=1/part-0.csv", "id,amount\n1,10\n2,20\n");
+    p.write("sales/day=2/part-0.csv", "id,amount\n3,30.5\n");
+    p.write("sales/_SUCCESS", "");
+    let out = p
+        .kiln(&["data", "add", "sales", "sales", "--json"])
+        .ok()
+        .json();
+    let v = &out["version"];
+    assert_eq!(v["kind"], "partitions");
+    assert_eq!(v["row_count"], 3);
+    assert_eq!(v["file_count"], 3);
+    assert_eq!(v["format"], "csv");
+    assert_eq!(
+        v["schema"]["columns"][1]["type"], "float",
+        "integer and float partitions unify to float"
+    );
+    p.kiln(&["data", "check", "sales"]).ok();
+    let show = p.kiln(&["data", "show", "sales"]).ok().stdout;
+    assert!(show.contains("3 rows × 2 columns in 3 files"), "{show}");
+
+    // A bad partition is refused with --check, and nothing is stored.
+    p.write("sales/day=3/part-0.csv", "id,amount\n4,-1\n");
+    let objects = p.object_count();
+    p.kiln(&["data", "add", "sales", "sales", "--check"])
+        .code(1);
+    assert_eq!(p.object_count(), objects);
+    p.write("sales/day=3/part-0.csv", "id,amount\n4,1\n");
+    p.kiln(&["data", "add", "sales", "sales"]).ok();
+    let d = p
+        .kiln(&["data", "diff", "sales@latest", "sales@latest"])
+        .ok()
+        .stdout;
+    assert!(d.contains("identical"), "{d}");
+    let log = p.kiln(&["data", "log", "sales", "--json"]).ok().json();
+    let first = log[0]["id"].as_str().unwrap();
+    let d = p
+        .kiln(&[
+            "data",
+            "diff",
+            &format!("sales@{}", &first[..12]),
+            "sales",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(d["rows"]["added"], 1);
+
+    p.kiln(&["data", "get", "sales", "-o", "back"]).ok();
+    assert_eq!(
+        std::fs::read_to_string(p.path("back/day=3/part-0.csv")).unwrap(),
+        "id,amount\n4,1\n"
+    );
+    assert!(p.path("back/_SUCCESS").is_file());
+
+    // Partitions whose columns differ are refused with the file named.
+    p.write("sales/day=4/part-0.csv", "id,price\n5,1\n");
+    let bad = p.kiln(&["data", "add", "sales", "sales"]).code(2);
+    assert!(
+        bad.stderr.contains("day=4/part-0.csv") && bad.stderr.contains("differ"),
+        "{}",
+        bad.stderr
+    );
+}

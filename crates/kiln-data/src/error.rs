@@ -40,6 +40,9 @@ pub enum DataError {
         format: String,
         message: String,
     },
+    /// Files meant to be read as one table do not fit together.
+    #[error("Cannot read `{}` with the other files of the folder: {message}", path.display())]
+    Mismatch { path: PathBuf, message: String },
     /// A column type kiln has no logical type for.
     #[error("Column `{column}` of `{}` has type {arrow_type}, which kiln does not support", path.display())]
     UnsupportedType {
@@ -92,6 +95,9 @@ impl DataError {
             Self::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
                 Some("check the file's permissions".into())
             }
+            Self::Mismatch { .. } => Some(
+                "the files of a folder dataset are read as one table and need the same columns; add differing files as separate datasets".into(),
+            ),
             Self::Key { .. } => Some("declare `key:` for the dataset in kiln.yaml, or pass `--key COLUMN`, naming columns that identify a row".into()),
             Self::InvalidCheck { .. } => Some("fix the check in kiln.yaml".into()),
             _ => None,

@@ -37,32 +37,46 @@ pub fn ingest(
     out: &Path,
     progress: &dyn Progress,
 ) -> Result<Ingested> {
-    match ingest_once(source, opts, out, progress, false) {
+    ingest_many(&[source.to_path_buf()], opts, out, progress)
+}
+
+/// As [`ingest`], for several files read as one table in the order given
+/// (see [`read::open_many`]).
+pub fn ingest_many(
+    sources: &[std::path::PathBuf],
+    opts: &ReadOptions,
+    out: &Path,
+    progress: &dyn Progress,
+) -> Result<Ingested> {
+    match ingest_once(sources, opts, out, progress, false) {
         Err(DataError::TypeMismatch { line, .. }) => {
             tracing::info!(
                 line,
                 "a value did not fit the sampled types; inferring from the whole file"
             );
-            ingest_once(source, opts, out, progress, true)
+            ingest_once(sources, opts, out, progress, true)
         }
         other => other,
     }
 }
 
 fn ingest_once(
-    source: &Path,
+    sources: &[std::path::PathBuf],
     opts: &ReadOptions,
     out: &Path,
     progress: &dyn Progress,
     full: bool,
 ) -> Result<Ingested> {
-    let reader = read::open(source, opts, full)?;
+    let reader = read::open_many(sources, opts, full)?;
     let schema = reader.schema.clone();
     let detected = reader.detected;
     let bytes = reader.bytes_read.clone();
-    let total = std::fs::metadata(source)
-        .map_err(DataError::io("read", source))?
-        .len();
+    let mut total = 0;
+    for s in sources {
+        total += std::fs::metadata(s)
+            .map_err(DataError::io("read", s))?
+            .len();
+    }
     progress.start(
         if full {
             "re-reading with wider types"

@@ -87,6 +87,118 @@ pub fn open(path: &Path, opts: &ReadOptions, full_inference: bool) -> Result<Tab
 
 type Batches = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
 
+/// Opens several files of one format as one table, in the order given
+/// (partitions of a folder). They must have the same column names in the
+/// same order; a column's types are unified (integer and float make float,
+/// other mixes make string). Files are opened one at a time.
+pub fn open_many(
+    paths: &[std::path::PathBuf],
+    opts: &ReadOptions,
+    full_inference: bool,
+) -> Result<TableReader> {
+    let Some(first) = paths.first() else {
+        return Err(DataError::Unreadable {
+            path: PathBuf::new(),
+            format: "table".into(),
+            message: "no files".into(),
+        });
+    };
+    if paths.len() == 1 {
+        return open(first, opts, full_inference);
+    }
+    let head = open(first, opts, full_inference)?;
+    let detected = head.detected;
+    let names: Vec<String> = head
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let mut types: Vec<DataType> = head
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.data_type().clone())
+        .collect();
+    drop(head);
+    for p in &paths[1..] {
+        let r = open(p, opts, full_inference)?;
+        let these: Vec<&String> = r.schema.fields().iter().map(|f| f.name()).collect();
+        if these.len() != names.len() || these.iter().zip(&names).any(|(a, b)| *a != b) {
+            return Err(DataError::Mismatch {
+                path: p.clone(),
+                message: format!(
+                    "its columns ({}) differ from those of `{}` ({})",
+                    these
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    first.display(),
+                    names.join(", ")
+                ),
+            });
+        }
+        for (t, f) in types.iter_mut().zip(r.schema.fields()) {
+            *t = unify(t, f.data_type());
+        }
+    }
+    let schema: SchemaRef = Arc::new(Schema::new(
+        names
+            .iter()
+            .zip(&types)
+            .map(|(n, t)| arrow_schema::Field::new(n, t.clone(), true))
+            .collect::<Vec<_>>(),
+    ));
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let (counter, target, opts) = (bytes_read.clone(), schema.clone(), opts.clone());
+    let mut queue: std::collections::VecDeque<PathBuf> = paths.iter().cloned().collect();
+    let mut current: Option<TableReader> = None;
+    let mut base = 0u64;
+    let batches = std::iter::from_fn(move || {
+        loop {
+            if current.is_none() {
+                let p = queue.pop_front()?;
+                match open(&p, &opts, full_inference) {
+                    Ok(r) => current = Some(r),
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+            let r = current.as_mut().expect("set above");
+            match r.next() {
+                Some(b) => {
+                    counter.store(
+                        base + r.bytes_read.load(Ordering::Relaxed),
+                        Ordering::Relaxed,
+                    );
+                    return Some(b.and_then(|b| cast_batch(&b, &target)));
+                }
+                None => {
+                    base += r.bytes_read.load(Ordering::Relaxed);
+                    current = None;
+                }
+            }
+        }
+    });
+    Ok(TableReader {
+        schema,
+        detected,
+        batches: Box::new(batches),
+        bytes_read,
+    })
+}
+
+/// The type two files' columns share.
+fn unify(a: &DataType, b: &DataType) -> DataType {
+    match (a, b) {
+        (a, b) if a == b => a.clone(),
+        (DataType::Int64, DataType::Float64) | (DataType::Float64, DataType::Int64) => {
+            DataType::Float64
+        }
+        _ => DataType::Utf8,
+    }
+}
+
 /// Counts bytes read from the underlying file (before decompression).
 struct Counting<R> {
     inner: R,

@@ -283,7 +283,7 @@ impl Project {
         if out.exists() {
             return Err(ProjectError::TargetExists(out.to_path_buf()));
         }
-        if v.kind != "files" {
+        if v.kind == "table" {
             return Ok(self
                 .objects
                 .get_to_file(&v.original_object, out, progress)

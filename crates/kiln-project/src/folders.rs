@@ -137,6 +137,40 @@ impl Project {
             });
         }
 
+        // A folder of table files (partitions) is also read as one table:
+        // profiled, checked and given a columnar copy, before anything is stored.
+        let tables = partition_files(
+            &entries,
+            opts.read.format.map(kiln_data::format::Format::name),
+        );
+        let mut table = None;
+        if let Some((format, parts)) = tables {
+            let scratch = self.objects.scratch_dir();
+            let columnar = tempfile::Builder::new()
+                .prefix("kiln-columnar-")
+                .suffix(".parquet")
+                .tempfile_in(&scratch)
+                .map_err(ProjectError::io("create a temporary file in", &scratch))?
+                .into_temp_path();
+            let paths: Vec<std::path::PathBuf> = parts.iter().map(|p| dir.join(p)).collect();
+            let ingested = tokio::task::block_in_place(|| {
+                kiln_data::ingest::ingest_many(&paths, &opts.read, &columnar, progress)
+            })?;
+            let suite = self.dataset_config(name).checks;
+            let report = if suite.is_empty() {
+                None
+            } else {
+                let r = tokio::task::block_in_place(|| {
+                    kiln_data::check::run(&suite, &ingested.schema, &columnar, chrono::Utc::now())
+                })?;
+                if !r.passed && opts.enforce_checks {
+                    return Ok(AddOutcome::Refused { checks: r });
+                }
+                Some(r)
+            };
+            table = Some((format, columnar, ingested, report));
+        }
+
         // Where the parent version keeps each content, so unchanged small files are not packed again.
         let mut known: HashMap<ContentHash, (Option<ContentHash>, Option<u64>)> = HashMap::new();
         match self.meta.resolve(name, &VersionSpec::Latest).await {
@@ -229,23 +263,51 @@ impl Project {
         let manifest =
             serde_json::to_vec(&Manifest { files: entries }).expect("manifest serializes");
         let stored = self.objects.put_bytes(manifest).await?;
-        self.record(
-            name,
-            "files",
-            id,
-            stored,
-            None,
-            size,
-            n,
-            None,
-            TableSchema::default(),
-            None,
-            "files",
-            dir.display().to_string(),
-            opts,
-            None,
-        )
-        .await
+        let source = dir.display().to_string();
+        match table {
+            None => {
+                self.record(
+                    name,
+                    "files",
+                    id,
+                    stored,
+                    None,
+                    size,
+                    n,
+                    None,
+                    TableSchema::default(),
+                    None,
+                    "files",
+                    source,
+                    opts,
+                    None,
+                )
+                .await
+            }
+            Some((format, columnar, ingested, report)) => {
+                let (columnar, _, _) = self
+                    .objects
+                    .put_file(&columnar, &kiln_core::NoProgress)
+                    .await?;
+                self.record(
+                    name,
+                    "partitions",
+                    id,
+                    stored,
+                    Some(columnar),
+                    size,
+                    n,
+                    Some(ingested.rows),
+                    ingested.schema,
+                    Some(&ingested.profile),
+                    format,
+                    source,
+                    opts,
+                    report,
+                )
+                .await
+            }
+        }
     }
 
     /// Reads the manifest of a folder version.
@@ -321,6 +383,47 @@ impl Project {
         std::fs::rename(&staging, out).map_err(ProjectError::io("write", out))?;
         Ok(total)
     }
+}
+
+/// The files of a folder that make one table, with their common format:
+/// every file not hidden (`.x`) or a marker (`_SUCCESS`) must be CSV, TSV,
+/// Parquet or JSON lines, all the same. With `--format` every such file counts.
+fn partition_files(
+    entries: &[ManifestEntry],
+    forced: Option<&'static str>,
+) -> Option<(&'static str, Vec<String>)> {
+    let kind = |path: &str| -> Option<&'static str> {
+        let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+        let name = name.strip_suffix(".gz").unwrap_or(&name);
+        [
+            (".csv", "csv"),
+            (".tsv", "tsv"),
+            (".parquet", "parquet"),
+            (".pq", "parquet"),
+            (".jsonl", "jsonl"),
+            (".ndjson", "jsonl"),
+        ]
+        .iter()
+        .find(|(ext, _)| name.ends_with(ext))
+        .map(|(_, k)| *k)
+    };
+    let visible: Vec<&ManifestEntry> = entries
+        .iter()
+        .filter(|e| {
+            !e.path
+                .split('/')
+                .any(|part| part.starts_with('.') || part.starts_with('_'))
+        })
+        .collect();
+    let first = visible.first()?;
+    let format = match forced {
+        Some(f) => f,
+        None => kind(&first.path)?,
+    };
+    if forced.is_none() && visible.iter().any(|e| kind(&e.path) != Some(format)) {
+        return None;
+    }
+    Some((format, visible.iter().map(|e| e.path.clone()).collect()))
 }
 
 fn changed(path: &Path) -> ProjectError {

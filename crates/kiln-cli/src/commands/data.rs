@@ -139,7 +139,7 @@ async fn add(project: &Project, args: AddArgs, p: Printer) -> anyhow::Result<Exi
                 let rows = version
                     .row_count
                     .map_or(String::new(), |r| format!(", {} rows", thousands(r)));
-                let files = if version.kind == "files" {
+                let files = if version.kind != "table" {
                     format!(", {} files", thousands(version.file_count))
                 } else {
                     String::new()
@@ -320,7 +320,12 @@ async fn show(project: &Project, reference: &str, p: Printer) -> anyhow::Result<
         .get("columns")
         .and_then(|c| c.as_array())
         .map_or(0, Vec::len);
-    println!("  shape    {rows} rows × {columns} columns\n");
+    let files = if v.kind == "partitions" {
+        format!(" in {} files", thousands(v.file_count))
+    } else {
+        String::new()
+    };
+    println!("  shape    {rows} rows × {columns} columns{files}\n");
     let Some(profile) = profile else {
         let mut t = table(&["column", "type"]);
         for c in v
