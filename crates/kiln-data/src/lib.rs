@@ -1,6 +1,6 @@
 //! kiln's data engine: tables in, values out. No store, no HTTP.
 //!
-//! * [`format`] detects a file's format (CSV/TSV with sniffed delimiter, gzip,
+//! * [`format`](mod@format) detects a file's format (CSV/TSV with sniffed delimiter, gzip,
 //!   Parquet, JSON lines) and [`read`] turns it into Arrow record batches with
 //!   inferred, canonical column types.
 //! * [`ingest`] makes the columnar (Parquet) copy and the [`profile`] of a
