@@ -266,6 +266,9 @@ async fn show(project: &Project, reference: &str, p: Printer) -> anyhow::Result<
         }
     );
     println!("  id       {}", v.id);
+    if let Some(parent) = &v.parent_id {
+        println!("  parent   {}@{}", v.dataset, parent.short());
+    }
     println!(
         "  source   {} ({}, {})",
         v.source,
