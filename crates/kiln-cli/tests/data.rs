@@ -811,6 +811,46 @@ fn a_folder_of_csv_partitions_is_one_checked_table_and_restores_as_a_folder() {
     assert_eq!(p.object_count(), objects);
     p.write("sales/day=3/part-0.csv", "id,amount\n4,1\n");
     p.kiln(&["data", "add", "sales", "sales"]).ok();
+    // Only the new partition was packed: unchanged files keep their pack.
+    assert_eq!(
+        p.object_count(),
+        objects + 3,
+        "one pack, one manifest, one columnar copy"
+    );
+    let manifest = |r: &str| -> serde_json::Value {
+        let h = p.kiln(&["data", "show", r, "--json"]).ok().json()["version"]["original_object"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        serde_json::from_slice(
+            &std::fs::read(p.path(&format!(".kiln/objects/{}/{}", &h[..2], &h[2..]))).unwrap(),
+        )
+        .unwrap()
+    };
+    let pack_of = |m: &serde_json::Value, path: &str| {
+        m["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"] == path)
+            .unwrap()["pack"]
+            .clone()
+    };
+    let (old, new) = (
+        manifest(&format!(
+            "sales@{}",
+            &out["version"]["id"].as_str().unwrap()[..12]
+        )),
+        manifest("sales@latest"),
+    );
+    assert_eq!(
+        pack_of(&old, "day=1/part-0.csv"),
+        pack_of(&new, "day=1/part-0.csv")
+    );
+    assert_ne!(
+        pack_of(&new, "day=1/part-0.csv"),
+        pack_of(&new, "day=3/part-0.csv")
+    );
     let d = p
         .kiln(&["data", "diff", "sales@latest", "sales@latest"])
         .ok()

@@ -174,7 +174,7 @@ impl Project {
         // Where the parent version keeps each content, so unchanged small files are not packed again.
         let mut known: HashMap<ContentHash, (Option<ContentHash>, Option<u64>)> = HashMap::new();
         match self.meta.resolve(name, &VersionSpec::Latest).await {
-            Ok(parent) if parent.kind == "files" => {
+            Ok(parent) if parent.kind != "table" => {
                 for f in self.manifest(&parent).await?.files {
                     known.insert(f.hash, (f.pack, f.offset));
                 }
