@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Project;
+use common::{Out, Project};
 
 /// Asserts a failed add: exit 2, the message parts, a hint, and no trace in the store.
 #[track_caller]
@@ -13,14 +13,7 @@ fn refused(p: &Project, file: &str, expect: &[&str]) {
         assert!(out.stderr.contains(e), "expected {e:?} in:\n{}", out.stderr);
     }
     assert!(out.stderr.contains("hint: "), "no hint in:\n{}", out.stderr);
-    assert!(
-        p.kiln(&["data", "ls", "--json"])
-            .ok()
-            .json()
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert!(p.dataset_count() == 0);
     assert!(
         p.tmp_files().is_empty(),
         "temporary files left: {:?}",
@@ -134,21 +127,14 @@ fn a_full_disk_fails_cleanly_and_records_nothing() {
         .env_remove("KILN_STORE")
         .env_remove("KILN_OBJECTS")
         .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+        .unwrap()
+        .into();
+    let err = Out::code(out, 2).stderr;
     assert!(
         err.contains("File too large") && err.contains("hint: free some disk space"),
         "{err}"
     );
-    assert!(
-        p.kiln(&["data", "ls", "--json"])
-            .ok()
-            .json()
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert!(p.dataset_count() == 0);
     assert!(p.tmp_files().is_empty(), "{:?}", p.tmp_files());
 }
 
@@ -199,22 +185,15 @@ fn an_unreachable_s3_server_is_reported_and_records_nothing() {
         .env("AWS_ACCESS_KEY_ID", "x")
         .env("AWS_SECRET_ACCESS_KEY", "x")
         .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+        .unwrap()
+        .into();
+    let err = Out::code(out, 2).stderr;
     assert!(
         err.contains("Object store operation failed")
             && err.contains("hint: check that the object store is reachable"),
         "{err}"
     );
-    assert!(
-        p.kiln(&["data", "ls", "--json"])
-            .ok()
-            .json()
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert!(p.dataset_count() == 0);
 }
 
 #[test]
@@ -286,16 +265,16 @@ fn killing_an_add_midway_leaves_the_store_consistent() {
 #[test]
 fn init_against_an_unreachable_store_fails_and_leaves_no_project() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["init", "--store", "postgres://kiln@127.0.0.1:1/kiln"])
-        .current_dir(dir.path())
-        .env_remove("KILN_STORE")
-        .env_remove("KILN_OBJECTS")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    let out = common::kiln_in(
+        dir.path(),
+        &["init", "--store", "postgres://kiln@127.0.0.1:1/kiln"],
+    )
+    .code(2);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("Failed to connect to the metadata store")
+        out.stderr
+            .contains("Failed to connect to the metadata store"),
+        "{}",
+        out.stderr
     );
     assert!(
         !dir.path().join("kiln.yaml").exists(),

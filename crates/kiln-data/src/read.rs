@@ -257,7 +257,7 @@ fn open_csv(
             BufReader::with_capacity(1 << 20, infer_from),
             if full { None } else { Some(INFER_ROWS) },
         )
-        .map_err(|e| map_csv_error(path, header, None, e))?;
+        .map_err(|e| map_csv_error(path, None, e))?;
     if inferred.fields().is_empty() {
         return Err(DataError::Malformed {
             path: path.into(),
@@ -276,10 +276,10 @@ fn open_csv(
             1 << 20,
             raw_reader(path, gzip, Some(count))?,
         ))
-        .map_err(|e| map_csv_error(path, header, None, e))?;
+        .map_err(|e| map_csv_error(path, None, e))?;
     let path: PathBuf = path.into();
     let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-    let batches = reader.map(move |r| r.map_err(|e| map_csv_error(&path, header, Some(&names), e)));
+    let batches = reader.map(move |r| r.map_err(|e| map_csv_error(&path, Some(&names), e)));
     Ok((schema, Box::new(batches)))
 }
 
@@ -319,7 +319,7 @@ fn canonical(path: &Path, schema: &Schema) -> Result<SchemaRef> {
 /// Turns arrow-csv's (and the csv crate's) messages into errors with
 /// file:line:column. Their line numbers count records from 1 with the
 /// header as line 1; the tests pin this.
-fn map_csv_error(path: &Path, header: bool, names: Option<&[String]>, e: ArrowError) -> DataError {
+fn map_csv_error(path: &Path, names: Option<&[String]>, e: ArrowError) -> DataError {
     let msg = match &e {
         ArrowError::CsvError(m) | ArrowError::ParseError(m) => m.clone(),
         other => other.to_string(),
@@ -333,8 +333,6 @@ fn map_csv_error(path: &Path, header: bool, names: Option<&[String]>, e: ArrowEr
                 .collect(),
         )
     };
-    let _ = header;
-    let data_line = |l: u64| l;
     if let Some(c) =
         nums(r"incorrect number of fields for line (\d+), expected (\d+) got (more than )?(\d+)")
     {
@@ -346,7 +344,7 @@ fn map_csv_error(path: &Path, header: bool, names: Option<&[String]>, e: ArrowEr
         };
         return DataError::Malformed {
             path: path.into(),
-            line: data_line(line),
+            line,
             column: None,
             message: format!("expected {} fields, found {got}", c[1]),
             hint: "every row needs as many fields as the header; look for an unquoted delimiter, a missing field, or a quote that is opened and never closed".into(),
@@ -357,7 +355,7 @@ fn map_csv_error(path: &Path, header: bool, names: Option<&[String]>, e: ArrowEr
     {
         return DataError::Malformed {
             path: path.into(),
-            line: data_line(c[2].parse().unwrap_or(0)),
+            line: c[2].parse().unwrap_or(0),
             column: None,
             message: format!("expected {} fields, found {}", c[0], c[1]),
             hint: "every row needs as many fields as the header; look for an unquoted delimiter, a missing field, or a quote that is opened and never closed".into(),
@@ -366,7 +364,7 @@ fn map_csv_error(path: &Path, header: bool, names: Option<&[String]>, e: ArrowEr
     if let Some(c) = nums(r"invalid UTF-8 data for line (\d+) and field (\d+)") {
         return DataError::Malformed {
             path: path.into(),
-            line: data_line(c[0].parse().unwrap_or(0)),
+            line: c[0].parse().unwrap_or(0),
             column: c[1].parse().ok(),
             message: "invalid UTF-8".into(),
             hint: "kiln reads UTF-8 text; convert the file first, e.g. `iconv -f LATIN1 -t UTF-8`"
@@ -377,7 +375,7 @@ fn map_csv_error(path: &Path, header: bool, names: Option<&[String]>, e: ArrowEr
         let column: u64 = c[2].parse().unwrap_or(0);
         return DataError::TypeMismatch {
             path: path.into(),
-            line: data_line(c[3].parse().unwrap_or(0)),
+            line: c[3].parse().unwrap_or(0),
             column: column + 1,
             name: names
                 .and_then(|n| n.get(column as usize))

@@ -39,6 +39,15 @@ pub enum AddOutcome {
     Refused { checks: CheckReport },
 }
 
+/// The error for a file that changed while kiln was reading it.
+pub(crate) fn changed(path: &Path) -> ProjectError {
+    ProjectError::Io {
+        action: "read (it changed while being added)",
+        path: path.to_path_buf(),
+        source: std::io::Error::other("file modified during read"),
+    }
+}
+
 /// Splits `NAME@VERSION` (the version defaults to latest).
 pub fn parse_ref(s: &str) -> Result<(String, VersionSpec)> {
     let (name, spec) = s.split_once('@').unwrap_or((s, ""));
@@ -134,13 +143,7 @@ impl Project {
                 version: Box::new(existing),
             });
         }
-        let scratch = self.objects.scratch_dir();
-        let tmp = tempfile::Builder::new()
-            .prefix("kiln-columnar-")
-            .suffix(".parquet")
-            .tempfile_in(&scratch)
-            .map_err(ProjectError::io("create a temporary file in", &scratch))?
-            .into_temp_path();
+        let tmp = self.columnar_tmp()?;
         // Parsing is CPU work: keep it off the async runtime's threads. The
         // original is copied into the staging area meanwhile (mostly kernel
         // time), and published only if the version is accepted.
@@ -155,24 +158,12 @@ impl Project {
         // The staged copy must be of the content hashed at the start.
         let after = std::fs::metadata(path).map_err(ProjectError::io("read", path))?;
         if stamp(&after) != before {
-            return Err(ProjectError::Io {
-                action: "read (it changed while being added)",
-                path: path.to_path_buf(),
-                source: std::io::Error::other("file modified during read"),
-            });
+            return Err(changed(path));
         }
-        let suite = self.dataset_config(name).checks;
-        let report = if suite.is_empty() {
-            None
-        } else {
-            let r = tokio::task::block_in_place(|| {
-                kiln_data::check::run(&suite, &ingested.schema, &tmp, chrono::Utc::now())
-            })?;
-            if !r.passed && opts.enforce_checks {
-                return Ok(AddOutcome::Refused { checks: r });
-            }
-            Some(r)
-        };
+        let report = self.declared_checks(name, &ingested.schema, &tmp)?;
+        if let Some(r) = report.as_ref().filter(|r| !r.passed && opts.enforce_checks) {
+            return Ok(AddOutcome::Refused { checks: r.clone() });
+        }
         self.objects.commit(staged, progress).await?;
         let stored = hash;
         let (columnar, _, _) = self.objects.put_file(&tmp, &kiln_core::NoProgress).await?;
@@ -193,6 +184,36 @@ impl Project {
             report,
         )
         .await
+    }
+
+    /// A temporary file for a columnar copy, in the store's staging area
+    /// (swept after a killed writer).
+    pub(crate) fn columnar_tmp(&self) -> Result<tempfile::TempPath> {
+        let scratch = self.objects.scratch_dir();
+        Ok(tempfile::Builder::new()
+            .prefix("kiln-columnar-")
+            .suffix(".parquet")
+            .tempfile_in(&scratch)
+            .map_err(ProjectError::io("create a temporary file in", &scratch))?
+            .into_temp_path())
+    }
+
+    /// Runs the checks kiln.yaml declares for `name` on a columnar copy;
+    /// `None` when none are declared.
+    pub(crate) fn declared_checks(
+        &self,
+        name: &str,
+        schema: &TableSchema,
+        columnar: &Path,
+    ) -> Result<Option<CheckReport>> {
+        let suite = self.dataset_config(name).checks;
+        if suite.is_empty() {
+            return Ok(None);
+        }
+        let report = tokio::task::block_in_place(|| {
+            kiln_data::check::run(&suite, schema, columnar, chrono::Utc::now())
+        })?;
+        Ok(Some(report))
     }
 
     #[allow(clippy::too_many_arguments)]

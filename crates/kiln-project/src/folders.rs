@@ -20,7 +20,7 @@ use kiln_data::schema::TableSchema;
 use kiln_store::{StoreError, VersionRecord, VersionSpec};
 use serde::{Deserialize, Serialize};
 
-use crate::datasets::{AddOptions, AddOutcome};
+use crate::datasets::{AddOptions, AddOutcome, changed};
 use crate::{Project, ProjectError, Result};
 
 /// Files up to this size are packed.
@@ -145,29 +145,15 @@ impl Project {
         );
         let mut table = None;
         if let Some((format, parts)) = tables {
-            let scratch = self.objects.scratch_dir();
-            let columnar = tempfile::Builder::new()
-                .prefix("kiln-columnar-")
-                .suffix(".parquet")
-                .tempfile_in(&scratch)
-                .map_err(ProjectError::io("create a temporary file in", &scratch))?
-                .into_temp_path();
+            let columnar = self.columnar_tmp()?;
             let paths: Vec<std::path::PathBuf> = parts.iter().map(|p| dir.join(p)).collect();
             let ingested = tokio::task::block_in_place(|| {
                 kiln_data::ingest::ingest_many(&paths, &opts.read, &columnar, progress)
             })?;
-            let suite = self.dataset_config(name).checks;
-            let report = if suite.is_empty() {
-                None
-            } else {
-                let r = tokio::task::block_in_place(|| {
-                    kiln_data::check::run(&suite, &ingested.schema, &columnar, chrono::Utc::now())
-                })?;
-                if !r.passed && opts.enforce_checks {
-                    return Ok(AddOutcome::Refused { checks: r });
-                }
-                Some(r)
-            };
+            let report = self.declared_checks(name, &ingested.schema, &columnar)?;
+            if let Some(r) = report.as_ref().filter(|r| !r.passed && opts.enforce_checks) {
+                return Ok(AddOutcome::Refused { checks: r.clone() });
+            }
             table = Some((format, columnar, ingested, report));
         }
 
@@ -424,14 +410,6 @@ fn partition_files(
         return None;
     }
     Some((format, visible.iter().map(|e| e.path.clone()).collect()))
-}
-
-fn changed(path: &Path) -> ProjectError {
-    ProjectError::Io {
-        action: "read (it changed while being added)",
-        path: path.to_path_buf(),
-        source: std::io::Error::other("file modified during read"),
-    }
 }
 
 /// Every regular file under `dir`, as sorted `/`-separated relative paths.

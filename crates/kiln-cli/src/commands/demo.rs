@@ -29,16 +29,19 @@ datasets:
 ";
 
 pub async fn demo(args: DemoArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
-    let _tmp;
-    let dir: PathBuf = match args.dir {
-        Some(d) => d,
-        None => {
-            _tmp = tempfile::Builder::new()
+    // Without --dir, the project lives in a temporary directory removed on exit.
+    let throwaway = match args.dir {
+        Some(_) => None,
+        None => Some(
+            tempfile::Builder::new()
                 .prefix("kiln-demo-")
                 .tempdir()
-                .context("Failed to create a temporary directory")?;
-            _tmp.path().to_path_buf()
-        }
+                .context("Failed to create a temporary directory")?,
+        ),
+    };
+    let dir: PathBuf = match (&args.dir, &throwaway) {
+        (Some(d), _) => d.clone(),
+        (None, t) => t.as_ref().expect("made above").path().to_path_buf(),
     };
     let p = Printer {
         json: false,
@@ -121,21 +124,13 @@ pub async fn demo(args: DemoArgs, printer: Printer) -> anyhow::Result<ExitStatus
     println!(
         "\nDemo project: {} ({})",
         dir.display(),
-        if _tmp_is_kept(&dir) {
+        if throwaway.is_none() {
             "kept"
         } else {
             "removed on exit"
         }
     );
     Ok(ExitStatus::Success)
-}
-
-fn _tmp_is_kept(dir: &Path) -> bool {
-    !dir.starts_with(std::env::temp_dir())
-        || !dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("kiln-demo-"))
 }
 
 fn step(title: &str) {

@@ -17,6 +17,16 @@ pub struct Out {
     pub stderr: String,
 }
 
+impl From<std::process::Output> for Out {
+    fn from(out: std::process::Output) -> Self {
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 impl Out {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout)
@@ -42,6 +52,18 @@ impl Out {
         );
         self
     }
+}
+
+/// Runs kiln in `dir`, which need not be a project, with no store variables set.
+pub fn kiln_in(dir: &Path, args: &[&str]) -> Out {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KILN_STORE")
+        .env_remove("KILN_OBJECTS")
+        .output()
+        .expect("run kiln")
+        .into()
 }
 
 /// A kiln project in a temporary directory, optionally on PostgreSQL + S3.
@@ -111,12 +133,17 @@ impl Project {
     }
 
     pub fn kiln(&self, args: &[&str]) -> Out {
-        let out = self.command(args).output().expect("run kiln");
-        Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        self.command(args).output().expect("run kiln").into()
+    }
+
+    /// How many datasets `kiln data ls` lists.
+    pub fn dataset_count(&self) -> usize {
+        self.kiln(&["data", "ls", "--json"])
+            .ok()
+            .json()
+            .as_array()
+            .unwrap()
+            .len()
     }
 
     /// Files in the local object folder's temporary area.
