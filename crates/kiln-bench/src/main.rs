@@ -7,6 +7,10 @@
 //! `kiln-bench hash FILE`       kiln's BLAKE3 pass over a file (what `data add`
 //!                              does before anything else)
 //!
+//! `kiln-bench gbdt --train F --test F --target COL --objective binary|regression
+//!   --trees N --leaves L --lr X --threads T --max-bin B --min-child-samples M`
+//!                              fits kiln's boosted trees alone (see bench/ml.sh)
+//!
 //! Each prints rows and seconds as one JSON line.
 
 use std::path::Path;
@@ -15,8 +19,14 @@ use std::time::Instant;
 use kiln_data::profile::Profiler;
 use kiln_data::read::{ReadOptions, open};
 
+mod gbdt;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("gbdt") {
+        gbdt::run(&args[2..]);
+        return;
+    }
     let (mode, file) = match (args.get(1), args.get(2)) {
         (Some(m), Some(f)) => (m.as_str(), Path::new(f)),
         _ => {
