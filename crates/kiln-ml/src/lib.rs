@@ -1,6 +1,7 @@
 //! kiln's ML engine: tables in (Arrow), models and metrics out. It knows
 //! nothing of the store or HTTP.
 //!
+//! * [`automl`]: `kiln train`'s search: portfolio, local search, ensembles, refit, test scores.
 //! * [`frame`]: [`Features`], the learner-facing table.
 //! * [`gbdt`]: histogram gradient-boosted trees.
 //! * [`preprocess`]: the preprocessing learned on training data and saved in models.
@@ -14,6 +15,7 @@
 //! * [`rng`]: the portable generator behind every random choice, so equal
 //!   seeds give equal models everywhere.
 
+pub mod automl;
 pub mod encode;
 mod error;
 pub mod frame;

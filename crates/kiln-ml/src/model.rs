@@ -121,8 +121,10 @@ pub struct TrainingInfo {
     pub trials: usize,
     pub train_rows: usize,
     pub test_rows: usize,
-    /// How the rows were split (e.g. "stratified 80/20").
+    /// How the test rows were held out (`auto`, `random`, `stratified`,
+    /// `time[:COLUMN]`, `group:COLUMN`) and their share.
     pub split: String,
+    pub test_fraction: f64,
     /// The winning configuration, as the leaderboard names it.
     pub config: String,
     /// The dataset the model learned from, when known (`name@version`).

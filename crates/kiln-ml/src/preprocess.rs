@@ -119,6 +119,16 @@ pub(crate) enum Gathered {
     Times(Vec<Option<i64>>),
 }
 
+impl Gathered {
+    fn subset(self, rows: &[usize]) -> Gathered {
+        match self {
+            Gathered::Numbers(v) => Gathered::Numbers(rows.iter().map(|&r| v[r]).collect()),
+            Gathered::Strings(v) => Gathered::Strings(rows.iter().map(|&r| v[r].clone()).collect()),
+            Gathered::Times(v) => Gathered::Times(rows.iter().map(|&r| v[r]).collect()),
+        }
+    }
+}
+
 /// The named column of `batches`, gathered.
 pub(crate) fn gather(
     batches: &[RecordBatch],
@@ -275,9 +285,13 @@ fn date_part(micros: Option<i64>, part: DatePart) -> f64 {
 impl Preprocessor {
     /// Learns the preprocessing from training `batches` (canonical types),
     /// leaving out `target` and the excluded columns.
+    ///
+    /// Only the rows `rows` are looked at when given (the training rows of
+    /// a split), so nothing is learned from held-out rows.
     pub fn fit(
         batches: &[RecordBatch],
         target: &str,
+        rows: Option<&[usize]>,
         opts: &PreprocessOptions,
     ) -> Result<Preprocessor, MlError> {
         let schema: std::sync::Arc<Schema> =
@@ -288,7 +302,10 @@ impl Preprocessor {
                     what: "training table".into(),
                     why: "it has no rows".into(),
                 })?;
-        let n_rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let n_rows: usize = rows.map_or_else(
+            || batches.iter().map(RecordBatch::num_rows).sum(),
+            <[usize]>::len,
+        );
         let mut inputs = Vec::new();
         let mut features = Vec::new();
         let mut dropped = Vec::new();
@@ -305,6 +322,10 @@ impl Preprocessor {
                 continue;
             }
             let (ty, col) = gather(batches, name)?;
+            let col = match rows {
+                None => col,
+                Some(rows) => col.subset(rows),
+            };
             let drop = |reason: &str, dropped: &mut Vec<Dropped>| {
                 dropped.push(Dropped {
                     name: name.clone(),

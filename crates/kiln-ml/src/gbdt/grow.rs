@@ -36,6 +36,9 @@ pub(crate) struct GrowParams {
     pub cat_l2: f64,
     pub min_data_per_group: usize,
     pub learning_rate: f64,
+    /// Extremely randomised trees: one random threshold per numeric
+    /// feature and leaf, drawn from this seed.
+    pub extra_trees_seed: Option<u64>,
 }
 
 /// A split in bin space, for routing binned rows.
@@ -380,7 +383,12 @@ impl<'a> Grower<'a> {
             let h = &hist[f * HB..(f + 1) * HB];
             match &self.binned.maps[f] {
                 m @ BinMap::Numeric { .. } => {
-                    numeric_split(p, f, &h[..m.n_bins()], sums, parent_gain)
+                    let only = p.extra_trees_seed.map(|seed| {
+                        let nb = m.n_bins();
+                        let stream = ((sums.n as u64) << 32) ^ ((depth as u64) << 16) ^ f as u64;
+                        1 + crate::rng::Rng::derive(seed, stream).below(nb.saturating_sub(2).max(1))
+                    });
+                    numeric_split(p, f, &h[..m.n_bins()], sums, parent_gain, only)
                 }
                 m => categorical_split(p, f, &h[..m.n_bins()], sums, parent_gain),
             }
@@ -491,6 +499,7 @@ fn numeric_split(
     h: &[[f64; 2]],
     sums: Sums,
     parent_gain: f64,
+    only: Option<usize>,
 ) -> Option<Candidate> {
     let nb = h.len();
     if nb < 3 && h[0][1] == 0.0 {
@@ -528,6 +537,9 @@ fn numeric_split(
             let rn = sums.n.saturating_sub(ln);
             if rn < p.min_data_in_leaf || rh < p.min_sum_hessian {
                 break;
+            }
+            if only.is_some_and(|o| o != t) {
+                continue;
             }
             let gain = leaf_gain(lg, lh, p.lambda_l1, p.lambda_l2)
                 + leaf_gain(rg, rh, p.lambda_l1, p.lambda_l2)

@@ -23,11 +23,27 @@ pub use tree::{Leaf, Node, SplitRule, Tree};
 use bins::{BinOptions, Binned};
 use grow::{GrowParams, Grower};
 
+/// How trees are combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Boosting {
+    /// Gradient boosting: each tree fits the gradients left by the others.
+    #[default]
+    Gbdt,
+    /// Random forest (LightGBM's `rf`): every tree fits the starting
+    /// gradients on its own row and feature sample; the model averages them.
+    /// Needs `row_subsample < 1` or `col_subsample < 1`.
+    RandomForest,
+}
+
 /// Training settings. The defaults are LightGBM's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct GbdtParams {
     pub objective: Objective,
+    pub boosting: Boosting,
+    /// One random threshold per feature and leaf (extremely randomised trees).
+    pub extra_trees: bool,
     /// Boosting rounds (trees per output).
     pub n_trees: usize,
     pub learning_rate: f64,
@@ -59,6 +75,8 @@ impl Default for GbdtParams {
     fn default() -> Self {
         GbdtParams {
             objective: Objective::L2,
+            boosting: Boosting::Gbdt,
+            extra_trees: false,
             n_trees: 100,
             learning_rate: 0.1,
             max_leaves: 31,
@@ -143,6 +161,15 @@ impl GbdtParams {
         if !(2..=255).contains(&self.max_bin) {
             return bad("max_bin", "must be between 2 and 255");
         }
+        if self.boosting == Boosting::RandomForest
+            && self.row_subsample >= 1.0
+            && self.col_subsample >= 1.0
+        {
+            return bad(
+                "boosting",
+                "a random forest needs row_subsample or col_subsample below 1",
+            );
+        }
         if self.lambda_l1 < 0.0 || self.lambda_l2 < 0.0 {
             return bad("lambda_l1/lambda_l2", "must not be negative");
         }
@@ -198,6 +225,18 @@ impl Gbdt {
         y: &[f64],
         params: &GbdtParams,
         valid: Option<(&Features, &[f64])>,
+    ) -> Result<Gbdt, GbdtError> {
+        Self::fit_until(features, y, params, valid, &|_| false)
+    }
+
+    /// [`Gbdt::fit`], asking `stop(round)` before each round after the
+    /// first whether to stop (a deadline); the rounds built so far are kept.
+    pub fn fit_until(
+        features: &Features,
+        y: &[f64],
+        params: &GbdtParams,
+        valid: Option<(&Features, &[f64])>,
+        stop: &dyn Fn(usize) -> bool,
     ) -> Result<Gbdt, GbdtError> {
         params.validate()?;
         let n = features.n_rows();
@@ -263,8 +302,13 @@ impl Gbdt {
             cat_smooth: params.cat_smooth,
             cat_l2: params.cat_l2,
             min_data_per_group: params.min_data_per_group,
-            learning_rate: params.learning_rate,
+            learning_rate: match params.boosting {
+                Boosting::Gbdt => params.learning_rate,
+                Boosting::RandomForest => 1.0 / params.n_trees as f64,
+            },
+            extra_trees_seed: params.extra_trees.then_some(params.seed ^ 0xE7),
         };
+        let forest = params.boosting == Boosting::RandomForest;
         let mut grower = Grower::new(&binned, grow_params);
         let nf = features.n_features();
         let mut trees = Vec::with_capacity(params.n_trees * k_out);
@@ -272,7 +316,12 @@ impl Gbdt {
         let mut best = (f64::INFINITY, 0usize);
         let mut bag: Vec<u32> = Vec::new();
         for round in 0..params.n_trees {
-            objective.gradients(y, &scores, &mut gh);
+            if round > 0 && stop(round) {
+                break;
+            }
+            if !forest || round == 0 {
+                objective.gradients(y, &scores, &mut gh);
+            }
             let bagged = params.row_subsample < 1.0;
             if bagged {
                 let mut rng = Rng::derive(params.seed, 2 * round as u64);
@@ -364,8 +413,16 @@ impl Gbdt {
                 }
             }
         }
-        if valid.is_some() && params.early_stopping_rounds.is_some() {
+        if valid.is_some() && params.early_stopping_rounds.is_some() && !forest {
             trees.truncate(best.1 * k_out);
+        }
+        let built = trees.len() / k_out;
+        if forest && built < params.n_trees {
+            // Stopped early: leaves were scaled for the full forest.
+            let f = params.n_trees as f64 / built as f64;
+            for t in &mut trees {
+                t.leaves.iter_mut().for_each(|l| l.value *= f);
+            }
         }
         Ok(Gbdt {
             objective,
@@ -607,6 +664,49 @@ mod tests {
             (below - 0.9).abs() < 0.04,
             "{below} of rows below the 0.9 quantile"
         );
+    }
+
+    #[test]
+    fn random_forest_and_extra_trees_learn_and_average() {
+        let (x, y) = synthetic(4000, 9);
+        let (xt, yt) = synthetic(1000, 10);
+        for extra_trees in [false, true] {
+            let params = GbdtParams {
+                boosting: Boosting::RandomForest,
+                extra_trees,
+                n_trees: 50,
+                max_leaves: 64,
+                min_data_in_leaf: 5,
+                row_subsample: 0.632,
+                ..GbdtParams::default()
+            };
+            let m = Gbdt::fit(&x, &y, &params, None).unwrap();
+            let Predictions::Regression(p) = m.predict(&xt) else {
+                panic!()
+            };
+            let mean = y.iter().sum::<f64>() / y.len() as f64;
+            let baseline = rmse(&vec![mean; yt.len()], &yt);
+            let e = rmse(&p, &yt);
+            assert!(
+                e < 0.3 * baseline,
+                "extra_trees={extra_trees}: {e} vs {baseline}"
+            );
+            // Averaging: the prediction's mean stays near the label mean.
+            let pm = p.iter().sum::<f64>() / p.len() as f64;
+            assert!((pm - mean).abs() < 0.2, "{pm} vs {mean}");
+        }
+        let e = Gbdt::fit(
+            &x,
+            &y,
+            &GbdtParams {
+                boosting: Boosting::RandomForest,
+                ..GbdtParams::default()
+            },
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("subsample"), "{e}");
     }
 
     #[test]
