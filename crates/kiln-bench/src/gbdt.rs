@@ -70,7 +70,7 @@ pub fn run(args: &[String]) {
     };
     pool.install(|| {
         let start = Instant::now();
-        let pre = Preprocessor::fit(&train, &target, &PreprocessOptions::default())
+        let pre = Preprocessor::fit(&train, &target, None, &PreprocessOptions::default())
             .unwrap_or_else(|e| super::fail(&e));
         let (x, _) = pre.transform(&train).unwrap_or_else(|e| super::fail(&e));
         let (spec, labels) = TargetSpec::fit(&train, &target, Some(task), None)

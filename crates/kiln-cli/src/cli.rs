@@ -22,6 +22,8 @@ use kiln_core::EnvVars;
   kiln data show visits                      schema and profile of the latest version
   kiln data check visits                     run the checks kiln.yaml declares (exit 1 on failure)
   kiln data diff visits@v1 visits@latest     what changed between two versions
+  kiln train visits --target readmitted      find the best model within a budget (AutoML)
+  kiln predict RUN new.csv -o scored.csv     score a table with a trained model
 
 Exit status: 0 success, 1 a failed check or gate, 2 a usage or input error."
 )]
@@ -66,11 +68,133 @@ pub enum Command {
     Data(DataCommand),
     /// Run a tour on a throw-away project with a bundled real dataset.
     Demo(DemoArgs),
+    /// Find, train and test the best model for a target column (AutoML).
+    ///
+    /// Infers the task (binary, multiclass, regression) and metric, holds
+    /// out a test set, tries a portfolio of strong configurations (boosted
+    /// trees, random forest, extra trees, linear models), then searches
+    /// around the best one until the budget is spent, builds an ensemble
+    /// when it helps, and records the run, the model and the leaderboard.
+    /// The same seed, data and `--trials` give the same model bytes.
+    ///
+    /// Exit status: 0 trained, 2 error.
+    Train(TrainArgs),
+    /// Score a table with a model; write predictions as CSV or Parquet.
+    ///
+    /// Output columns: the `--keep` columns, `prediction` and, for
+    /// classifiers, `prob_<class>` for each class.
+    Predict(PredictArgs),
+    /// Score a model on a labelled table: metrics, confusion matrix,
+    /// calibration and a decision threshold.
+    Evaluate(EvaluateArgs),
+    /// List and inspect runs.
+    #[command(subcommand)]
+    Runs(RunsCommand),
     /// Show the audit log: who changed what, and when, newest first.
     Audit {
         /// How many entries to show.
         #[arg(long, default_value_t = 50)]
         limit: i64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The dataset to learn from: `NAME`, `NAME@TAG` or `NAME@ID_PREFIX`.
+    pub dataset: String,
+    /// The column to predict.
+    #[arg(long, short)]
+    pub target: String,
+    /// auto, binary, multiclass or regression.
+    #[arg(long, default_value = "auto")]
+    pub task: String,
+    /// Metric that picks the model (default: roc_auc for binary, logloss
+    /// for multiclass, rmse for regression). Also: pr_auc, accuracy,
+    /// balanced_accuracy, f1, mae, r2, mape, poisson_deviance.
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// Wall-clock budget for the whole run, e.g. `30s`, `2m`, `1h`.
+    #[arg(long, default_value = "60s")]
+    pub budget: String,
+    /// Run exactly this many trials, never cut short (for byte-for-byte
+    /// reproducible runs; a run's record says how many it made).
+    #[arg(long)]
+    pub trials: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// How to hold out the test set (and validation folds): auto
+    /// (stratified for classes, random otherwise), random, stratified,
+    /// time (by row order), time:COLUMN, or group:COLUMN (no group on both
+    /// sides, e.g. a patient id).
+    #[arg(long, default_value = "auto")]
+    pub split: String,
+    /// Share of rows held out for the test set.
+    #[arg(long, default_value_t = 0.2)]
+    pub test_fraction: f64,
+    /// The positive class of a binary target (default: 1/true, or the
+    /// rarer class).
+    #[arg(long)]
+    pub positive: Option<String>,
+    /// Columns never to use as features (identifiers, leakage).
+    #[arg(long, value_delimiter = ',')]
+    pub exclude: Vec<String>,
+    /// Do not combine models into an ensemble.
+    #[arg(long)]
+    pub no_ensemble: bool,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Also write the model file here.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// A model: a run id (prefix) from `kiln train`, or a model file.
+    pub model: String,
+    /// The rows to score: a file (CSV, Parquet, JSON lines) or a dataset
+    /// reference (`NAME[@VERSION]`).
+    pub data: String,
+    /// Where to write predictions (`.csv` or `.parquet`).
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Input columns to copy into the output (e.g. an id).
+    #[arg(long, value_delimiter = ',')]
+    pub keep: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// A model: a run id (prefix) from `kiln train`, or a model file.
+    pub model: String,
+    /// A labelled table: a file or a dataset reference.
+    pub data: String,
+    /// Score only the test rows the model held out in training (DATA must
+    /// be the dataset version it was trained on): reproduces its test
+    /// metrics.
+    #[arg(long)]
+    pub holdout: bool,
+    /// Pick a decision threshold (binary): max_f1, max_balanced_accuracy,
+    /// precision:P (best recall with precision ≥ P), recall:R, or
+    /// cost:FP,FN (the cheapest, for costs of a false positive and a false
+    /// negative).
+    #[arg(long, value_name = "OBJECTIVE")]
+    pub threshold: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List runs, newest first.
+    #[command(alias = "list")]
+    Ls {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Show a run: parameters, metrics, inputs, model and leaderboard.
+    Show {
+        /// Run id or a prefix of it (6+ characters).
+        id: String,
     },
 }
 

@@ -67,6 +67,10 @@ fn report(err: &anyhow::Error) {
                 c.downcast_ref::<kiln_data::DataError>()
                     .and_then(kiln_data::DataError::hint)
             })
+            .or_else(|| {
+                c.downcast_ref::<kiln_ml::MlError>()
+                    .and_then(kiln_ml::MlError::hint)
+            })
     });
     if let Some(h) = hint {
         eprintln!("hint: {h}");

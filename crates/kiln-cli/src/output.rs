@@ -13,6 +13,8 @@ use kiln_core::Progress;
 pub struct Printer {
     pub json: bool,
     pub quiet: bool,
+    /// `-v` given: show more detail.
+    pub verbose: bool,
 }
 
 impl Printer {

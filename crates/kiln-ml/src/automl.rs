@@ -191,6 +191,8 @@ pub struct Trial {
     pub rounds: Option<usize>,
     /// Cut short by the budget.
     pub truncated: bool,
+    /// `portfolio` (a fixed default) or `search` (proposed by the search).
+    pub stage: &'static str,
     #[serde(skip)]
     pub params: Option<Config>,
 }
@@ -774,6 +776,7 @@ pub fn train(
     let mut rng = Rng::derive(opts.seed, 0x5EA2C4);
     let mut step = 0.5f64;
     let mut failures = 0usize;
+    let mut local_trials = 0usize;
     let deadline = (opts.max_trials.is_none()).then(|| start + opts.budget);
     // Time kept back for the final refit and test scoring.
     let reserve = |trials: &[Trial], best: Option<usize>| -> Duration {
@@ -796,36 +799,30 @@ pub fn train(
         let config = match queue.pop_front() {
             Some(c) => c,
             None => {
-                // Local search around the best boosted configuration.
-                let base = best
-                    .and_then(|b| match &trials[b].params {
-                        Some(Config::Gbdt(p)) if p.boosting == Boosting::Gbdt => Some(p.clone()),
+                // The best boosted configuration so far.
+                let base = trials
+                    .iter()
+                    .filter(|t| t.score.is_finite())
+                    .filter_map(|t| match &t.params {
+                        Some(Config::Gbdt(p)) if p.boosting == Boosting::Gbdt => Some((t.score, p)),
                         _ => None,
                     })
-                    .or_else(|| {
-                        trials
-                            .iter()
-                            .filter(|t| t.score.is_finite())
-                            .max_by(|a, b| a.score.total_cmp(&b.score))
-                            .and_then(|t| match &t.params {
-                                Some(Config::Gbdt(p)) if p.boosting == Boosting::Gbdt => {
-                                    Some(p.clone())
-                                }
-                                _ => None,
-                            })
-                    });
-                let Some(base) = base.or_else(|| {
-                    trials.iter().find_map(|t| match &t.params {
-                        Some(Config::Gbdt(p)) if p.boosting == Boosting::Gbdt => Some(p.clone()),
-                        _ => None,
+                    .fold(None::<(f64, &GbdtParams)>, |acc, (s, p)| match acc {
+                        Some((b, _)) if b >= s => acc,
+                        _ => Some((s, p)),
                     })
-                }) else {
-                    break;
-                };
-                let mut c = Config::Gbdt(perturb(&base, step, &mut rng));
+                    .map(|(_, p)| p.clone());
+                let Some(base) = base else { break };
+                local_trials += 1;
+                // Every third proposal explores far from the incumbent (a
+                // global sample, BlendSearch's idea); the others search
+                // near it with a step that shrinks after failures (CFO).
+                let explore = local_trials.is_multiple_of(3);
+                let step_now = if explore { 2.0 } else { step };
+                let mut c = Config::Gbdt(perturb(&base, step_now, &mut rng));
                 let mut tries = 0;
                 while seen.contains(&c) && tries < 10 {
-                    c = Config::Gbdt(perturb(&base, step, &mut rng));
+                    c = Config::Gbdt(perturb(&base, step_now, &mut rng));
                     tries += 1;
                 }
                 c
@@ -841,7 +838,7 @@ pub fn train(
                     t.params.as_ref().map(std::mem::discriminant)
                         == Some(std::mem::discriminant(&config))
                 })
-                .map_or(0.0, |t| t.seconds * 0.5);
+                .map_or(0.0, |t| t.seconds);
             let r = reserve(&trials, best);
             if now + r + Duration::from_secs_f64(est) >= d {
                 if trials.is_empty() {
@@ -861,14 +858,27 @@ pub fn train(
             seconds: t0.elapsed().as_secs_f64(),
             rounds: f.rounds,
             truncated: f.truncated,
+            stage: if local_trials == 0 {
+                "portfolio"
+            } else {
+                "search"
+            },
             params: Some(config.clone()),
         };
         let improved = best.is_none_or(|b| trial.score > trials[b].score);
-        if queue.is_empty() && !improved && !trials.is_empty() {
-            failures += 1;
-            if failures >= 3 {
-                step = (step * 0.7).max(0.05);
+        if local_trials > 0 {
+            if improved {
                 failures = 0;
+            } else {
+                failures += 1;
+                if failures >= 8 {
+                    step *= 0.7;
+                    failures = 0;
+                    if step < 0.1 {
+                        // Converged here: start again with a wide step.
+                        step = 0.5;
+                    }
+                }
             }
         }
         seen.push(config);

@@ -72,7 +72,7 @@ impl MlError {
     pub fn hint(&self) -> Option<String> {
         match self {
             MlError::NoTarget { available, .. } => Some(format!(
-                "pass --target with one of: {}",
+                "the table's columns are: {}",
                 available.join(", ")
             )),
             MlError::BadTarget { hint, .. } | MlError::ModelFile { hint, .. } => {

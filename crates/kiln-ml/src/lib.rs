@@ -2,6 +2,7 @@
 //! nothing of the store or HTTP.
 //!
 //! * [`automl`]: `kiln train`'s search: portfolio, local search, ensembles, refit, test scores.
+//! * [`evaluate`]: a model's metrics, confusion matrix, calibration and threshold on a table.
 //! * [`frame`]: [`Features`], the learner-facing table.
 //! * [`gbdt`]: histogram gradient-boosted trees.
 //! * [`preprocess`]: the preprocessing learned on training data and saved in models.
@@ -18,6 +19,7 @@
 pub mod automl;
 pub mod encode;
 mod error;
+pub mod evaluate;
 pub mod frame;
 pub mod gbdt;
 pub mod linear;

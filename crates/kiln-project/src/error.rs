@@ -39,6 +39,8 @@ pub enum ProjectError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Data(#[from] DataError),
+    #[error(transparent)]
+    Ml(kiln_ml::MlError),
 }
 
 impl ProjectError {
@@ -86,6 +88,7 @@ impl ProjectError {
             }
             Self::Store(e) => e.hint(),
             Self::Data(e) => e.hint(),
+            Self::Ml(e) => e.hint(),
             _ => None,
         }
     }

@@ -12,6 +12,7 @@ mod error;
 pub mod folders;
 mod project;
 pub mod state;
+pub mod training;
 
 pub use config::{DatasetConfig, KilnYaml};
 pub use error::ProjectError;

@@ -59,6 +59,12 @@ pub enum StoreError {
         spec: String,
         candidates: String,
     },
+    /// No run matches the given id or prefix.
+    #[error("No run `{0}` in this project")]
+    UnknownRun(String),
+    /// A run id prefix matches several runs.
+    #[error("Run prefix `{spec}` is ambiguous: it matches {candidates}")]
+    AmbiguousRun { spec: String, candidates: String },
     /// The object store failed.
     #[error("Object store operation failed: {context} `{key}`")]
     Object {
@@ -115,6 +121,9 @@ impl StoreError {
             Self::UnknownVersion { dataset, .. } | Self::AmbiguousVersion { dataset, .. } => Some(format!(
                 "`kiln data log {dataset}` lists its versions; name one by id prefix, tag, or `latest`"
             )),
+            Self::UnknownRun(_) | Self::AmbiguousRun { .. } => {
+                Some("`kiln runs ls` lists the runs; name one by id or a prefix of 6 or more characters".into())
+            }
             Self::Object { .. } => Some(
                 "check that the object store is reachable (`--objects` / `KILN_OBJECTS`, `KILN_S3_ENDPOINT`) and the credentials are right".into(),
             ),

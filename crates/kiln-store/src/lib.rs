@@ -23,8 +23,8 @@ mod url;
 
 pub use error::StoreError;
 pub use meta::{
-    AuditEntry, CheckRecord, DatasetRecord, DatasetSummary, LineageEdge, MetaStore, NewVersion,
-    VersionRecord, VersionSpec,
+    AuditEntry, CheckRecord, DatasetRecord, DatasetSummary, LineageEdge, MetaStore, NewRun,
+    NewVersion, RunRecord, VersionRecord, VersionSpec,
 };
 pub use objects::{ObjectLock, Objects, Staged, hash_file};
 pub use url::{ObjectsUrl, StoreUrl};

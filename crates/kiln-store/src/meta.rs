@@ -10,6 +10,9 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 
 use crate::{Result, StoreError, StoreUrl};
 
+mod runs;
+pub use runs::{NewRun, RunRecord};
+
 /// A handle on the metadata of one project.
 #[derive(Clone)]
 pub struct MetaStore {

@@ -16,11 +16,18 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, in order. Name new files `<timestamp>_<what>.sql` and add them here.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 20261126120000,
-    name: "initial",
-    sql: include_str!("../migrations/20261126120000_initial.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 20261126120000,
+        name: "initial",
+        sql: include_str!("../migrations/20261126120000_initial.sql"),
+    },
+    Migration {
+        version: 20261126150000,
+        name: "runs",
+        sql: include_str!("../migrations/20261126150000_runs.sql"),
+    },
+];
 
 pub(crate) async fn run(pool: &AnyPool, postgres: bool) -> Result<()> {
     sqlx::raw_sql(

@@ -45,7 +45,7 @@ pub async fn demo(args: DemoArgs, printer: Printer) -> anyhow::Result<ExitStatus
     };
     let p = Printer {
         json: false,
-        quiet: printer.quiet,
+        ..printer
     };
     step("kiln init — a project is kiln.yaml plus .kiln/ (SQLite metadata, object folder)");
     Project::init(&dir, Some("demo"), &Locations::default()).await?;

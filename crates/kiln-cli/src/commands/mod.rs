@@ -3,6 +3,7 @@
 mod data;
 mod demo;
 mod init;
+mod train;
 
 use std::path::PathBuf;
 
@@ -17,6 +18,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     let printer = Printer {
         json: cli.global.json,
         quiet: cli.global.quiet,
+        verbose: cli.global.verbose > 0,
     };
     let locations = Locations {
         store: cli.global.store.clone(),
@@ -31,6 +33,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             status
         }
         Command::Demo(args) => demo::demo(args, printer).await,
+        Command::Train(args) => {
+            with_project(&locations, async |p| train::train(p, args, printer).await).await
+        }
+        Command::Predict(args) => {
+            with_project(&locations, async |p| train::predict(p, args, printer).await).await
+        }
+        Command::Evaluate(args) => {
+            with_project(&locations, async |p| {
+                train::evaluate_cmd(p, args, printer).await
+            })
+            .await
+        }
+        Command::Runs(cmd) => {
+            with_project(&locations, async |p| train::runs(p, cmd, printer).await).await
+        }
         Command::Audit { limit } => {
             let project = open(&locations).await?;
             let entries = project.meta.audit_log(limit).await?;
@@ -57,6 +74,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             Ok(ExitStatus::Success)
         }
     }
+}
+
+/// Opens the project, runs `f` on it and closes the store, whatever `f` returned.
+async fn with_project<F>(locations: &Locations, f: F) -> anyhow::Result<ExitStatus>
+where
+    F: AsyncFnOnce(&Project) -> anyhow::Result<ExitStatus>,
+{
+    let project = open(locations).await?;
+    let status = f(&project).await;
+    project.meta.close().await;
+    status
 }
 
 fn cwd() -> anyhow::Result<PathBuf> {

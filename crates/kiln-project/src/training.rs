@@ -1,0 +1,248 @@
+//! Training, scoring and evaluating models in a project: the ML engine
+//! ([`kiln_ml`]) on dataset versions, with runs and model objects recorded
+//! in the stores.
+
+use std::path::Path;
+use std::time::Instant;
+
+use arrow_array::RecordBatch;
+use kiln_ml::automl::{self, AutoMlOptions, AutoMlOutcome, Event};
+use kiln_ml::model::Model;
+use kiln_store::{NewRun, RunRecord, VersionRecord};
+
+use crate::datasets::parse_ref;
+use crate::{Project, ProjectError, Result};
+
+/// A finished `kiln train`.
+pub struct TrainedRun {
+    pub run: RunRecord,
+    pub outcome: AutoMlOutcome,
+    pub model_object: kiln_core::ContentHash,
+    pub version: VersionRecord,
+}
+
+/// Reads a Parquet, CSV, JSON-lines file into batches.
+pub fn read_file(path: &Path) -> Result<Vec<RecordBatch>> {
+    let reader = kiln_data::read::open(path, &kiln_data::read::ReadOptions::default(), false)?;
+    Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
+}
+
+impl Project {
+    /// The rows of a dataset version (its columnar copy).
+    pub async fn read_version(&self, v: &VersionRecord) -> Result<Vec<RecordBatch>> {
+        let columnar = v.columnar_object.ok_or_else(|| {
+            ProjectError::WrongKind(format!(
+                "Version `{}` of `{}` has no columnar copy to learn from (added with --no-profile, or a folder of files that are not one table)",
+                v.id.short(),
+                v.dataset
+            ))
+        })?;
+        let (path, _guard) = self.objects.fetch_local(&columnar).await?;
+        tokio::task::block_in_place(|| read_file(&path))
+    }
+
+    /// A table named on the command line: an existing file, or a dataset
+    /// reference (`NAME[@VERSION]`). Returns the batches and a label.
+    pub async fn read_table(&self, source: &str) -> Result<(Vec<RecordBatch>, String)> {
+        let path = Path::new(source);
+        if path.exists() {
+            let batches = tokio::task::block_in_place(|| read_file(path))?;
+            return Ok((batches, source.to_string()));
+        }
+        let (name, spec) = parse_ref(source)?;
+        let v = self.meta.resolve(&name, &spec).await?;
+        let label = format!("{}@{}", v.dataset, v.id.short());
+        Ok((self.read_version(&v).await?, label))
+    }
+
+    /// Runs AutoML on a dataset version and records the run, the model and
+    /// the leaderboard.
+    pub async fn train(
+        &self,
+        reference: &str,
+        target: &str,
+        opts: &AutoMlOptions,
+        on_event: &mut (dyn FnMut(Event<'_>) + Send),
+    ) -> Result<TrainedRun> {
+        let started_at = kiln_core::now_rfc3339();
+        let start = Instant::now();
+        let (name, spec) = parse_ref(reference)?;
+        let version = self.meta.resolve(&name, &spec).await?;
+        let batches = self.read_version(&version).await?;
+        let mut outcome =
+            tokio::task::block_in_place(|| automl::train(&batches, target, opts, on_event))
+                .map_err(ProjectError::Ml)?;
+        outcome.model.training.dataset =
+            Some(format!("{}@{}", version.dataset, version.id.to_hex()));
+        let leaderboard =
+            serde_json::to_vec_pretty(&outcome.leaderboard).expect("leaderboards serialise");
+        let (model_object, leaderboard_object) = {
+            let _lock = self.objects.lock()?;
+            (
+                self.objects.put_bytes(outcome.model.to_bytes()).await?,
+                self.objects.put_bytes(leaderboard).await?,
+            )
+        };
+        let m = &outcome.model;
+        let run = self
+            .meta
+            .record_run(NewRun {
+                kind: "train".into(),
+                status: "finished".into(),
+                dataset: Some(version.dataset.clone()),
+                dataset_version: Some(version.id),
+                params: serde_json::json!({
+                    "target": target,
+                    "task": m.task(),
+                    "metric": m.training.metric,
+                    "budget_seconds": opts.max_trials.is_none().then_some(opts.budget.as_secs_f64()),
+                    "trials": m.training.trials,
+                    "seed": opts.seed,
+                    "split": m.training.split,
+                    "test_fraction": m.training.test_fraction,
+                    "model": m.training.config,
+                    "reproducible": outcome.reproducible,
+                }),
+                metrics: serde_json::json!({
+                    "validation": { m.training.metric.clone(): m.training.validation_score },
+                    "test": m.training.test_metrics,
+                }),
+                model_object: Some(model_object),
+                artifacts: serde_json::json!({ "leaderboard": leaderboard_object.to_hex() }),
+                started_at,
+                duration_ms: start.elapsed().as_millis() as i64,
+            })
+            .await?;
+        Ok(TrainedRun {
+            run,
+            outcome,
+            model_object,
+            version,
+        })
+    }
+
+    /// A model named on the command line: a model file, or a run id (or a
+    /// prefix of one) whose model it loads.
+    pub async fn load_model(&self, reference: &str) -> Result<Model> {
+        let path = Path::new(reference);
+        if path.is_file() {
+            return Model::load(path).map_err(ProjectError::Ml);
+        }
+        let id = reference.strip_prefix("run:").unwrap_or(reference);
+        let run = self.meta.run(id).await?;
+        let object = run.model_object.as_deref().ok_or_else(|| {
+            ProjectError::WrongKind(format!("Run `{}` produced no model", &run.id[..12]))
+        })?;
+        let hash =
+            kiln_core::ContentHash::parse(object).map_err(|e| kiln_store::StoreError::Corrupt {
+                context: "a run's model object",
+                detail: e.to_string(),
+            })?;
+        let bytes = self.objects.get_bytes(&hash).await?;
+        Model::from_bytes(&bytes, &format!("run {}", &run.id[..12])).map_err(ProjectError::Ml)
+    }
+}
+
+/// Writes predictions as CSV or Parquet (by the file's extension): the
+/// `keep` columns of the input, then `prediction` and, for classifiers,
+/// `prob_<class>` per class. The file appears whole or not at all.
+pub fn write_predictions(
+    model: &Model,
+    predictions: &kiln_ml::Predictions,
+    input: &[RecordBatch],
+    keep: &[String],
+    out: &Path,
+) -> Result<usize> {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Float64Array, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for name in keep {
+        let schema = input.first().map(|b| b.schema());
+        let Some((i, field)) = schema
+            .as_ref()
+            .and_then(|s| s.column_with_name(name).map(|(i, f)| (i, f.clone())))
+        else {
+            return Err(ProjectError::WrongKind(format!(
+                "Cannot keep column `{name}`: the input has no such column"
+            )));
+        };
+        let parts: Vec<&dyn arrow_array::Array> =
+            input.iter().map(|b| b.column(i).as_ref()).collect();
+        columns.push(arrow_select::concat::concat(&parts).map_err(kiln_data::DataError::from)?);
+        fields.push(field);
+    }
+    let classes = &model.target.classes;
+    match predictions {
+        kiln_ml::Predictions::Regression(v) => {
+            fields.push(Field::new("prediction", DataType::Float64, false));
+            columns.push(Arc::new(Float64Array::from(v.clone())));
+        }
+        p => {
+            let labels: Vec<&str> = p
+                .classes()
+                .expect("classifiers predict classes")
+                .iter()
+                .map(|&c| classes[c as usize].as_str())
+                .collect();
+            fields.push(Field::new("prediction", DataType::Utf8, false));
+            columns.push(Arc::new(StringArray::from(labels)));
+            let k = classes.len();
+            for (j, class) in classes.iter().enumerate() {
+                let probs: Vec<f64> = match p {
+                    kiln_ml::Predictions::Binary(v) => v
+                        .iter()
+                        .map(|&q| if j == 1 { q } else { 1.0 - q })
+                        .collect(),
+                    kiln_ml::Predictions::Multiclass { probs, .. } => {
+                        probs.chunks(k).map(|row| row[j]).collect()
+                    }
+                    kiln_ml::Predictions::Regression(_) => unreachable!(),
+                };
+                fields.push(Field::new(
+                    format!("prob_{class}"),
+                    DataType::Float64,
+                    false,
+                ));
+                columns.push(Arc::new(Float64Array::from(probs)));
+            }
+        }
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(kiln_data::DataError::from)?;
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(ProjectError::io("create a temporary file in", dir))?;
+    let parquet = out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
+    {
+        let file = tmp
+            .as_file()
+            .try_clone()
+            .map_err(ProjectError::io("write", out))?;
+        if parquet {
+            let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)
+                .map_err(kiln_data::DataError::from)?;
+            w.write(&batch).map_err(kiln_data::DataError::from)?;
+            w.close().map_err(kiln_data::DataError::from)?;
+        } else {
+            let mut w = arrow_csv::WriterBuilder::new()
+                .with_header(true)
+                .build(std::io::BufWriter::new(file));
+            w.write(&batch).map_err(kiln_data::DataError::from)?;
+        }
+    }
+    tmp.persist(out).map_err(|e| ProjectError::Io {
+        action: "write",
+        path: out.to_path_buf(),
+        source: e.error,
+    })?;
+    Ok(batch.num_rows())
+}
