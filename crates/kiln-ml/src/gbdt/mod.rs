@@ -9,6 +9,7 @@
 mod bins;
 mod grow;
 pub mod objective;
+mod predict;
 pub mod tree;
 
 use rayon::prelude::*;
@@ -440,28 +441,15 @@ impl Gbdt {
 
     /// Raw scores, row-major `n × n_outputs`.
     pub fn predict_raw(&self, features: &Features) -> Vec<f64> {
-        const BLOCK: usize = 256;
         let k_out = self.objective.n_outputs();
-        let n = features.n_rows();
         let mut out: Vec<f64> = self
             .init_scores
             .iter()
             .copied()
             .cycle()
-            .take(n * k_out)
+            .take(features.n_rows() * k_out)
             .collect();
-        out.par_chunks_mut(BLOCK * k_out)
-            .enumerate()
-            .for_each(|(bi, block)| {
-                let start = bi * BLOCK;
-                let rows = block.len() / k_out;
-                for (t, tree) in self.trees.iter().enumerate() {
-                    let k = t % k_out;
-                    for j in 0..rows {
-                        block[j * k_out + k] += tree.predict_row(features, start + j);
-                    }
-                }
-            });
+        predict::Compiled::new(&self.trees).predict_into(features, k_out, &mut out);
         out
     }
 
@@ -707,6 +695,25 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("subsample"), "{e}");
+    }
+
+    #[test]
+    fn compiled_prediction_equals_walking_each_tree() {
+        let (x, y) = synthetic(3000, 11);
+        let params = GbdtParams {
+            n_trees: 40,
+            max_cat_to_onehot: 2,
+            min_data_per_group: 20,
+            ..GbdtParams::default()
+        };
+        let m = Gbdt::fit(&x, &y, &params, None).unwrap();
+        let (xt, _) = synthetic(777, 12);
+        let fast = m.predict_raw(&xt);
+        for (r, &got) in fast.iter().enumerate() {
+            let want =
+                m.init_scores[0] + m.trees.iter().map(|t| t.predict_row(&xt, r)).sum::<f64>();
+            assert!((got - want).abs() < 1e-9, "row {r}: {got} vs {want}");
+        }
     }
 
     #[test]
