@@ -888,9 +888,15 @@ pub fn train(
             best = Some(trials.len() - 1);
         }
         let b = best.expect("at least one trial");
+        // Scores are kept higher-is-better while searching; report them
+        // in the metric's own direction.
+        let shown = |t: &Trial| Trial {
+            score: oriented(metric, t.score),
+            ..t.clone()
+        };
         on_event(Event::Trial {
-            trial: trials.last().expect("just pushed"),
-            best: &trials[b],
+            trial: &shown(trials.last().expect("just pushed")),
+            best: &shown(&trials[b]),
         });
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break;

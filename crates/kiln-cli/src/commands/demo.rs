@@ -7,7 +7,9 @@ use anyhow::Context;
 use kiln_project::{Locations, Project};
 
 use crate::ExitStatus;
-use crate::cli::{AddArgs, DataCommand, DemoArgs};
+use crate::cli::{
+    AddArgs, DataCommand, DemoArgs, EvaluateArgs, PredictArgs, RunsCommand, TrainArgs,
+};
 use crate::output::Printer;
 
 /// The bundled dataset, compiled in so the demo runs anywhere.
@@ -120,6 +122,76 @@ pub async fn demo(args: DemoArgs, printer: Printer) -> anyhow::Result<ExitStatus
     let same =
         std::fs::read(&restored).context("Failed to read the restored file")? == BIKES.as_bytes();
     println!("restored file identical to the original: {same}");
+
+    step(
+        "kiln train bikes@v1 --target bikers --split time --budget 10s — AutoML: task and metric inferred, the last 20% of hours held out, a portfolio of models then a search, the best (or an ensemble) refitted and tested",
+    );
+    super::train::train(
+        &project,
+        TrainArgs {
+            dataset: "bikes@v1".into(),
+            target: "bikers".into(),
+            task: "auto".into(),
+            metric: None,
+            budget: "10s".into(),
+            trials: None,
+            seed: 0,
+            split: "time".into(),
+            test_fraction: 0.2,
+            positive: None,
+            exclude: Vec::new(),
+            no_ensemble: false,
+            threads: None,
+            output: None,
+        },
+        p,
+    )
+    .await?;
+    let run_id = project
+        .meta
+        .runs(1)
+        .await?
+        .first()
+        .map(|r| r.id[..12].to_string())
+        .context("The training run was not recorded")?;
+    step(&format!(
+        "kiln evaluate {run_id} bikes@v1 --holdout — the stored model scores its test hours again: same metrics"
+    ));
+    super::train::evaluate_cmd(
+        &project,
+        EvaluateArgs {
+            model: run_id.clone(),
+            data: "bikes@v1".into(),
+            holdout: true,
+            threshold: None,
+        },
+        p,
+    )
+    .await?;
+    step(&format!(
+        "kiln predict {run_id} data/bikeshare_hourly_v2.csv -o predictions.csv --keep datetime — batch scoring"
+    ));
+    let predictions = dir.join("predictions.csv");
+    super::train::predict(
+        &project,
+        PredictArgs {
+            model: run_id.clone(),
+            data: v2.display().to_string(),
+            output: predictions.clone(),
+            keep: vec!["datetime".into()],
+        },
+        p,
+    )
+    .await?;
+    let head: Vec<String> = std::fs::read_to_string(&predictions)
+        .context("Failed to read the predictions")?
+        .lines()
+        .take(4)
+        .map(str::to_string)
+        .collect();
+    println!("{}", head.join("\n"));
+    step("kiln runs ls — every run, with its data version, metrics and model");
+    super::train::runs(&project, RunsCommand::Ls { limit: 10 }, p).await?;
     project.meta.close().await;
     println!(
         "\nDemo project: {} ({})",
