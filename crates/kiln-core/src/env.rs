@@ -16,6 +16,9 @@ impl EnvVars {
     pub const KILN_TEST_POSTGRES_URL: &'static str = "KILN_TEST_POSTGRES_URL";
     /// S3-compatible endpoint the object store tests use (bucket `kiln-test`).
     pub const KILN_TEST_S3_ENDPOINT: &'static str = "KILN_TEST_S3_ENDPOINT";
+    /// The folder of shared real datasets tests and benchmarks read
+    /// (default: `../shared/data` beside the repository).
+    pub const KILN_SHARED_DATA: &'static str = "KILN_SHARED_DATA";
     /// Standard: disables colour when set.
     pub const NO_COLOR: &'static str = "NO_COLOR";
 }

@@ -30,11 +30,19 @@ pub enum MlError {
         expected: ColumnType,
     },
     /// Infinite values where a finite number is needed.
-    #[error("Column `{name}` holds a non-finite value ({value}) at row {row}")]
+    #[error("Column `{name}` holds a non-finite value ({value}) at row {}", .row + 1)]
     NonFinite {
         name: String,
+        /// The table row, from 0 (shown from 1, as `kiln data check` does).
         row: usize,
         value: f64,
+    },
+    /// A column a setting names (`--split group:COLUMN`) is not in the table.
+    #[error("The table has no column `{name}` for {setting}")]
+    NoSettingColumn {
+        setting: String,
+        name: String,
+        available: Vec<String>,
     },
     /// Invalid settings.
     #[error("Invalid {what}: {why}")]
@@ -71,28 +79,27 @@ impl MlError {
     /// How to fix it, for the CLI's `hint:` line.
     pub fn hint(&self) -> Option<String> {
         match self {
-            MlError::NoTarget { available, .. } => Some(format!(
-                "the table's columns are: {}",
-                available.join(", ")
-            )),
-            MlError::BadTarget { hint, .. } | MlError::ModelFile { hint, .. } => {
-                Some(hint.clone())
+            MlError::NoTarget { available, .. } | MlError::NoSettingColumn { available, .. } => {
+                Some(format!("the table's columns are: {}", available.join(", ")))
             }
+            MlError::BadTarget { hint, .. } | MlError::ModelFile { hint, .. } => Some(hint.clone()),
             MlError::NoFeatures { .. } => Some(
                 "every other column was constant, empty or an identifier; add informative columns"
                     .into(),
             ),
-            MlError::MissingColumns { .. } => Some(
-                "score a table with the same columns as the training data (`kiln models show` lists them)"
-                    .into(),
-            ),
+            MlError::MissingColumns { .. } => {
+                Some("score a table with the same columns as the training data".into())
+            }
             MlError::WrongType { .. } => {
                 Some("convert the column, or retrain on data of this type".into())
             }
-            MlError::NonFinite { .. } => {
-                Some("replace infinities with a finite value or leave the cell empty (missing)".into())
-            }
+            MlError::NonFinite { .. } => Some(
+                "replace infinities with a finite value or leave the cell empty (missing)".into(),
+            ),
             MlError::Data(e) => e.hint(),
+            MlError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                Some("check the path".into())
+            }
             _ => None,
         }
     }

@@ -192,7 +192,7 @@ impl Model {
         let Some(version) = header.strip_prefix(HEADER).map(str::trim) else {
             return Err(bad(
                 "it is not a kiln model file (no `kiln-model` header)".into(),
-                "pass a file written by `kiln train`, or import other formats with `kiln models import`",
+                "pass a model file written by `kiln train -o FILE`, or a run id (`kiln runs ls` lists them)",
             ));
         };
         let version: u32 = version.parse().map_err(|_| {

@@ -852,7 +852,10 @@ impl TargetSpec {
                 None => {
                     return Err(MlError::BadTarget {
                         name: self.name.clone(),
-                        why: format!("row {r} has class `{t}`, which the model was not trained on"),
+                        why: format!(
+                            "row {} has class `{t}`, which the model was not trained on",
+                            r + 1
+                        ),
                         hint: format!("the model knows the classes {:?}", self.classes),
                     });
                 }

@@ -1,7 +1,6 @@
 //! AutoML on the real datasets in ../shared/data, with metric floors that a
 //! broken learner, split or preprocessing step would miss.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
@@ -10,17 +9,15 @@ use kiln_ml::Task;
 use kiln_ml::automl::{AutoMlOptions, SplitStrategy, train};
 use kiln_ml::model::Model;
 
-fn shared(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data")
-        .join(name)
-}
-
 fn read(name: &str) -> Vec<RecordBatch> {
-    open(&shared(name), &ReadOptions::default(), false)
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    open(
+        &kiln_test::shared_data(name),
+        &ReadOptions::default(),
+        false,
+    )
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
 }
 
 fn trials(n: usize) -> AutoMlOptions {
@@ -165,4 +162,29 @@ fn a_budget_is_respected_and_too_small_a_budget_is_refused() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("budget"), "{e}");
+}
+
+#[test]
+fn a_multiclass_target_gets_softmax_probabilities_per_class() {
+    let opts = AutoMlOptions {
+        task: Some(Task::Multiclass),
+        exclude: vec!["datetime".into(), "month".into()],
+        ..trials(2)
+    };
+    let out = train(&read("bikeshare_hourly.csv"), "season", &opts, &mut |_| {}).unwrap();
+    assert_eq!(out.model.target.classes, ["1", "2", "3", "4"]);
+    assert_eq!(out.metric.name(), "logloss");
+    // Temperature and day-length proxies separate seasons well above chance (0.25).
+    let acc = out.test_metrics["accuracy"];
+    assert!(acc > 0.6, "accuracy {acc}");
+    let scored = out.model.predict(&read("bikeshare_hourly.csv")).unwrap();
+    let kiln_ml::Predictions::Multiclass { probs, n_classes } = scored.predictions else {
+        panic!("not multiclass")
+    };
+    assert_eq!(n_classes, 4);
+    assert!(
+        probs
+            .chunks(4)
+            .all(|r| (r.iter().sum::<f64>() - 1.0).abs() < 1e-9)
+    );
 }

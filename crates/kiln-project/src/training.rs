@@ -45,12 +45,25 @@ impl Project {
     /// reference (`NAME[@VERSION]`). Returns the batches and a label.
     pub async fn read_table(&self, source: &str) -> Result<(Vec<RecordBatch>, String)> {
         let path = Path::new(source);
-        if path.exists() {
+        let as_file = || -> Result<(Vec<RecordBatch>, String)> {
             let batches = tokio::task::block_in_place(|| read_file(path))?;
-            return Ok((batches, source.to_string()));
+            Ok((batches, source.to_string()))
+        };
+        if path.exists() {
+            return as_file();
         }
-        let (name, spec) = parse_ref(source)?;
-        let v = self.meta.resolve(&name, &spec).await?;
+        // A missing `new.csv` or `out/x.parquet` is reported as a missing
+        // file, not as an unknown or invalid dataset name.
+        let (name, spec) = match parse_ref(source) {
+            Err(_) if looks_like_path(source) => return as_file(),
+            other => other?,
+        };
+        let v = match self.meta.resolve(&name, &spec).await {
+            Err(kiln_store::StoreError::UnknownDataset { .. }) if looks_like_path(source) => {
+                return as_file();
+            }
+            other => other?,
+        };
         let label = format!("{}@{}", v.dataset, v.id.short());
         Ok((self.read_version(&v).await?, label))
     }
@@ -69,6 +82,7 @@ impl Project {
         let (name, spec) = parse_ref(reference)?;
         let version = self.meta.resolve(&name, &spec).await?;
         let batches = self.read_version(&version).await?;
+        check_split_column(&batches, &opts.split)?;
         let mut outcome =
             tokio::task::block_in_place(|| automl::train(&batches, target, opts, on_event))
                 .map_err(ProjectError::Ml)?;
@@ -125,7 +139,9 @@ impl Project {
     /// prefix of one) whose model it loads.
     pub async fn load_model(&self, reference: &str) -> Result<Model> {
         let path = Path::new(reference);
-        if path.is_file() {
+        // Run ids have neither a folder nor an extension: `model.kiln` is a
+        // file, and its absence is reported as such.
+        if path.is_file() || looks_like_path(reference) {
             return Model::load(path).map_err(ProjectError::Ml);
         }
         let id = reference.strip_prefix("run:").unwrap_or(reference);
@@ -141,6 +157,35 @@ impl Project {
         let bytes = self.objects.get_bytes(&hash).await?;
         Model::from_bytes(&bytes, &format!("run {}", &run.id[..12])).map_err(ProjectError::Ml)
     }
+}
+
+/// Whether a command-line name that is neither a file nor a known dataset or
+/// run was meant as a file: it has a folder part, or an extension and no
+/// `@VERSION`.
+fn looks_like_path(s: &str) -> bool {
+    let p = Path::new(s);
+    p.components().count() > 1 || (!s.contains('@') && p.extension().is_some())
+}
+
+/// Refuses a `group:COLUMN` or `time:COLUMN` split on a table without the
+/// column, before any training (the search would report it as a column
+/// missing at prediction time).
+fn check_split_column(batches: &[RecordBatch], split: &automl::SplitStrategy) -> Result<()> {
+    let (automl::SplitStrategy::Group(name) | automl::SplitStrategy::Time(Some(name))) = split
+    else {
+        return Ok(());
+    };
+    let Some(schema) = batches.first().map(RecordBatch::schema) else {
+        return Ok(());
+    };
+    if schema.column_with_name(name).is_some() {
+        return Ok(());
+    }
+    Err(ProjectError::Ml(kiln_ml::MlError::NoSettingColumn {
+        setting: format!("--split {split}"),
+        name: name.clone(),
+        available: schema.fields().iter().map(|f| f.name().clone()).collect(),
+    }))
 }
 
 /// Writes predictions as CSV or Parquet (by the file's extension): the

@@ -17,6 +17,25 @@ fn required(var: &str) -> String {
     })
 }
 
+/// A file of the shared real datasets (`KILN_SHARED_DATA`, default
+/// `../shared/data` beside the repository); panics naming the variable when
+/// the folder is not there.
+pub fn shared_data(name: &str) -> std::path::PathBuf {
+    let dir = std::env::var_os(EnvVars::KILN_SHARED_DATA)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
+        });
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} not found: set {} to the folder of the shared datasets (see ../shared/data/DATASETS.md)",
+        path.display(),
+        EnvVars::KILN_SHARED_DATA
+    );
+    path
+}
+
 /// A new, empty PostgreSQL database; returns its URL.
 pub async fn postgres_url() -> String {
     let server = required(EnvVars::KILN_TEST_POSTGRES_URL);

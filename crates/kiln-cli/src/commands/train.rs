@@ -77,6 +77,26 @@ pub async fn train(project: &Project, args: TrainArgs, p: Printer) -> anyhow::Re
             .num_threads(n.max(1))
             .build_global();
     }
+    if args.trials == Some(0) {
+        bail!(
+            "Invalid --trials 0: a run needs at least one trial\n  hint: give --trials 1 or more"
+        );
+    }
+    // Refuse an output nobody can write before training, not after the
+    // run is recorded.
+    if let Some(path) = &args.output {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() {
+            bail!(
+                "Cannot write the model file `{}`: the folder `{}` does not exist\n  hint: create the folder first, or pass another --output",
+                path.display(),
+                dir.display()
+            );
+        }
+    }
     let opts = AutoMlOptions {
         task: parse_task(&args.task)?,
         metric: args

@@ -9,6 +9,12 @@ pub const BIKES: &str = concat!(
     "/../../examples/data/bikeshare_hourly.csv"
 );
 
+/// A file of the shared real datasets, as a string argument.
+pub fn shared_data(name: &str) -> String {
+    let p = kiln_test::shared_data(name);
+    p.to_str().expect("a UTF-8 path").to_string()
+}
+
 /// What a kiln run printed and how it exited.
 #[derive(Debug)]
 pub struct Out {
@@ -139,6 +145,16 @@ impl Project {
     /// How many datasets `kiln data ls` lists.
     pub fn dataset_count(&self) -> usize {
         self.kiln(&["data", "ls", "--json"])
+            .ok()
+            .json()
+            .as_array()
+            .unwrap()
+            .len()
+    }
+
+    /// How many runs `kiln runs ls` lists.
+    pub fn run_count(&self) -> usize {
+        self.kiln(&["runs", "ls", "--json"])
             .ok()
             .json()
             .as_array()
