@@ -128,7 +128,8 @@ pub struct TrainArgs {
     /// sides, e.g. a patient id).
     #[arg(long, default_value = "auto")]
     pub split: String,
-    /// Share of rows held out for the test set.
+    /// Share of rows held out for the test set; 0 holds out none (when you
+    /// have your own test table) so every row trains.
     #[arg(long, default_value_t = 0.2)]
     pub test_fraction: f64,
     /// The positive class of a binary target (default: 1/true, or the

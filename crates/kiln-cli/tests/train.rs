@@ -817,3 +817,37 @@ fn predict_refuses_to_keep_a_column_the_input_lacks() {
     );
     nothing_written(&p, "out.csv");
 }
+
+#[test]
+fn test_fraction_zero_trains_on_every_row_and_has_no_holdout_to_evaluate() {
+    let p = project_with("pima", PIMA);
+    let out = train_json(&p, "pima", "diabetes", &["--test-fraction", "0"]);
+    assert!(
+        out["test_metrics"].as_object().unwrap().is_empty(),
+        "{}",
+        out["test_metrics"]
+    );
+    let model = out["model"].as_str().unwrap();
+    // Every row was training data: the full table still evaluates.
+    let all = p.kiln(&["evaluate", model, "pima", "--json"]).ok().json();
+    assert_eq!(all["evaluation"]["rows"], 768);
+    refused(
+        &p,
+        &["evaluate", model, "pima", "--holdout"],
+        &["held out no test rows", "--test-fraction 0"],
+        None,
+    );
+    refused(
+        &p,
+        &[
+            "train",
+            "pima",
+            "--target",
+            "diabetes",
+            "--test-fraction",
+            "1",
+        ],
+        &["test fraction"],
+        None,
+    );
+}

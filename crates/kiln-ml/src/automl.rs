@@ -45,6 +45,20 @@ const CV_MAX_ROWS: usize = 50_000;
 const CV_FOLDS: usize = 5;
 /// Rounds without improvement before a boosted model stops.
 const PATIENCE: usize = 30;
+/// Seconds kept back for scoring the test set and writing the model.
+const FINISH_SECONDS: f64 = 0.25;
+
+/// Estimated seconds to refit a configuration whose trial took
+/// `trial_seconds`: in cross-validation a trial fits `CV_FOLDS` models on
+/// 80% of the rows; the refit fits one on all of them with 10% more rounds.
+fn refit_seconds(trial_seconds: f64, cv: bool) -> f64 {
+    if cv {
+        trial_seconds / CV_FOLDS as f64 * 1.25 * 1.1 * 1.1
+    } else {
+        0.0
+    }
+}
+
 /// The shortest budget accepted.
 pub const MIN_BUDGET: Duration = Duration::from_secs(1);
 
@@ -106,6 +120,8 @@ pub struct AutoMlOptions {
     pub max_trials: Option<usize>,
     pub seed: u64,
     pub split: SplitStrategy,
+    /// Share of rows held out as the test set; 0 holds out none (the
+    /// caller has its own test data) and every labelled row trains.
     pub test_fraction: f64,
     /// The positive class of a binary target.
     pub positive: Option<String>,
@@ -243,6 +259,13 @@ pub fn holdout(
     seed: u64,
 ) -> Result<Split, MlError> {
     let n = labels.rows.len();
+    if test_fraction == 0.0 {
+        // No test set: every labelled row trains.
+        return Ok(Split {
+            train: (0..n).collect(),
+            test: Vec::new(),
+        });
+    }
     let split = match resolve(strategy, spec.task) {
         SplitStrategy::Stratified => match &labels.target {
             Target::Classes { codes, .. } => split::stratified(codes, test_fraction, seed)?,
@@ -412,16 +435,16 @@ fn perturb(base: &GbdtParams, step: f64, rng: &mut Rng) -> GbdtParams {
     let mut p = base.clone();
     let mut f = |x: f64| x * (step * (2.0 * rng.next_f64() - 1.0)).exp();
     p.learning_rate = f(p.learning_rate).clamp(0.01, 0.3);
-    p.max_leaves = (f(p.max_leaves as f64).round() as usize).clamp(4, 1024);
-    p.min_data_in_leaf = (f(p.min_data_in_leaf as f64).round() as usize).clamp(2, 500);
-    p.row_subsample = (f(p.row_subsample)).clamp(0.5, 1.0);
-    p.col_subsample = (f(p.col_subsample)).clamp(0.3, 1.0);
+    p.max_leaves = (f(p.max_leaves as f64).round() as usize).clamp(2, 1024);
+    p.min_data_in_leaf = (f(p.min_data_in_leaf as f64).round() as usize).clamp(2, 1000);
+    p.row_subsample = (f(p.row_subsample)).clamp(0.2, 1.0);
+    p.col_subsample = (f(p.col_subsample)).clamp(0.2, 1.0);
     p.lambda_l2 = if p.lambda_l2 == 0.0 {
         f(0.01)
     } else {
         f(p.lambda_l2)
     }
-    .min(100.0);
+    .min(1000.0);
     p.n_trees = if p.learning_rate >= 0.1 { 1000 } else { 3000 };
     // Round so the leaderboard stays readable and configs repeat exactly.
     p.learning_rate = (p.learning_rate * 1000.0).round() / 1000.0;
@@ -652,10 +675,10 @@ pub fn train(
             ),
         });
     }
-    if !(opts.test_fraction > 0.0 && opts.test_fraction < 1.0) {
+    if !(opts.test_fraction >= 0.0 && opts.test_fraction < 1.0) {
         return Err(MlError::Invalid {
             what: format!("test fraction {}", opts.test_fraction),
-            why: "it must be between 0 and 1".into(),
+            why: "it must be at least 0 (no test set) and below 1".into(),
         });
     }
     let batches = preprocess::canonicalize(batches)?;
@@ -778,15 +801,20 @@ pub fn train(
     let mut failures = 0usize;
     let mut local_trials = 0usize;
     let deadline = (opts.max_trials.is_none()).then(|| start + opts.budget);
-    // Time kept back for the final refit and test scoring.
+    // Time kept back for the final refit: the five best trials' refits,
+    // as an ensemble of them would need.
     let reserve = |trials: &[Trial], best: Option<usize>| -> Duration {
-        let Some(b) = best else { return Duration::ZERO };
-        let secs = trials[b].seconds;
-        Duration::from_secs_f64(if cv {
-            secs / CV_FOLDS as f64 * 1.3
-        } else {
-            secs * 0.05
-        })
+        if best.is_none() {
+            return Duration::ZERO;
+        }
+        let mut top: Vec<&Trial> = trials.iter().filter(|t| t.score.is_finite()).collect();
+        top.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let refit: f64 = top
+            .iter()
+            .take(5)
+            .map(|t| refit_seconds(t.seconds, cv))
+            .sum();
+        Duration::from_secs_f64(refit + FINISH_SECONDS)
     };
     let mut best: Option<usize> = None;
     let mut seen: Vec<Config> = Vec::new();
@@ -915,8 +943,25 @@ pub fn train(
         .filter(|&i| trials[i].score.is_finite())
         .collect();
     order.sort_by(|&a, &b| trials[b].score.total_cmp(&trials[a].score).then(a.cmp(&b)));
-    order.truncate(10);
+    // Candidates: the ten best, plus the best of each kind of learner
+    // (diverse members make better ensembles than ten near-twins).
+    let kind = |i: usize| match &trials[i].params {
+        Some(Config::Gbdt(p)) => (
+            p.boosting as u8,
+            p.extra_trees,
+            matches!(p.objective, Objective::Poisson),
+        ),
+        _ => (9, false, false),
+    };
+    let mut candidates: Vec<usize> = order.iter().take(10).copied().collect();
+    for &i in &order {
+        if !candidates.iter().any(|&c| kind(c) == kind(i)) {
+            candidates.push(i);
+        }
+    }
+    let order = candidates;
     let mut members: Vec<(usize, usize)> = vec![(best, 1)];
+    let mut refit_cut = false;
     let mut final_score = trials[best].score;
     if opts.ensemble && order.len() > 1 {
         let preds: Vec<&Predictions> = order.iter().map(|&i| &fitted[i].oof).collect();
@@ -928,8 +973,23 @@ pub fn train(
             .filter(|(_, c)| **c > 0)
             .map(|(&i, &c)| (i, c))
             .collect();
-        let kept = used.len() > 1
+        let mut kept = used.len() > 1
             && score > trials[best].score + 1e-6 * trials[best].score.abs().max(1e-9);
+        // Under a budget, an ensemble whose refit would overrun it gives
+        // way to the best single model.
+        if kept
+            && cv
+            && let Some(d) = deadline
+        {
+            let cost: f64 = used
+                .iter()
+                .map(|(i, _)| refit_seconds(trials[*i].seconds, cv))
+                .sum();
+            if Instant::now() + Duration::from_secs_f64(cost + FINISH_SECONDS) > d {
+                kept = false;
+                refit_cut = true;
+            }
+        }
         on_event(Event::Ensemble {
             score: oriented(metric, score),
             members: used.len(),
@@ -971,12 +1031,17 @@ pub fn train(
     // Test scores.
     let test_pred = learner.predict(&x_test);
     let mut test_metrics = BTreeMap::new();
-    for m in Metric::all_for(task).into_iter().chain([metric]) {
+    let scored_metrics = if test_rows.is_empty() {
+        Vec::new()
+    } else {
+        Metric::all_for(task).into_iter().chain([metric]).collect()
+    };
+    for m in scored_metrics {
         if let Ok(v) = metrics::score(m, &t_test, &test_pred) {
             test_metrics.insert(m.name().to_string(), v);
         }
     }
-    let reproducible = !trials.iter().any(|t| t.truncated);
+    let reproducible = !refit_cut && !trials.iter().any(|t| t.truncated);
     let config = if members.len() > 1 {
         format!(
             "ensemble of {}",

@@ -89,6 +89,12 @@ pub fn evaluate(
     let labels = model.target.labels(&batches)?;
     let scored = model.predict(&batches)?;
     let (rows, target) = if holdout_only {
+        if model.training.test_rows == 0 {
+            return Err(MlError::Invalid {
+                what: "--holdout".into(),
+                why: "the model held out no test rows (it was trained with --test-fraction 0); evaluate it on a test table instead".into(),
+            });
+        }
         let strategy: SplitStrategy = model.training.split.parse()?;
         let split = holdout(
             &batches,

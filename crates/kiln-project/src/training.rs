@@ -83,8 +83,16 @@ impl Project {
         let version = self.meta.resolve(&name, &spec).await?;
         let batches = self.read_version(&version).await?;
         check_split_column(&batches, &opts.split)?;
+        // The budget covers the whole command: reading the data counts.
+        let mut opts = opts.clone();
+        if opts.budget >= automl::MIN_BUDGET {
+            opts.budget = opts
+                .budget
+                .saturating_sub(start.elapsed())
+                .max(automl::MIN_BUDGET);
+        }
         let mut outcome =
-            tokio::task::block_in_place(|| automl::train(&batches, target, opts, on_event))
+            tokio::task::block_in_place(|| automl::train(&batches, target, &opts, on_event))
                 .map_err(ProjectError::Ml)?;
         outcome.model.training.dataset =
             Some(format!("{}@{}", version.dataset, version.id.to_hex()));

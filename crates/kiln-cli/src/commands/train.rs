@@ -182,6 +182,11 @@ pub async fn train(project: &Project, args: TrainArgs, p: Printer) -> anyhow::Re
             } => {
                 if kept {
                     eprintln!("Ensemble of {members} models: {} (kept)", fmt_score(score));
+                } else if members > 1 {
+                    eprintln!(
+                        "Ensemble of {members} models: {} (not kept: no better than the best, or no time left to refit it)",
+                        fmt_score(score)
+                    );
                 }
             }
             Event::Refit => {}
@@ -221,17 +226,26 @@ pub async fn train(project: &Project, args: TrainArgs, p: Printer) -> anyhow::Re
         return Ok(ExitStatus::Success);
     }
     print_leaderboard(&out.leaderboard, out.metric);
-    let mut t = table(&["test metric", "value"]);
-    for (k, v) in &out.test_metrics {
-        t.add_row(vec![k.clone(), fmt_score(*v)]);
+    if !out.test_metrics.is_empty() {
+        let mut t = table(&["test metric", "value"]);
+        for (k, v) in &out.test_metrics {
+            t.add_row(vec![k.clone(), fmt_score(*v)]);
+        }
+        println!("{t}");
     }
-    println!("{t}");
+    let tested = if model.training.test_rows == 0 {
+        "no test rows held out (--test-fraction 0): evaluate it on your test table".to_string()
+    } else {
+        format!(
+            "tested on {} held-out rows",
+            thousands(model.training.test_rows as i64)
+        )
+    };
     p.note(format!(
-        "Chose {} after {} trials in {:.1}s; tested on {} held-out rows.",
+        "Chose {} after {} trials in {:.1}s; {tested}.",
         model.training.config,
         out.leaderboard.len(),
         out.elapsed.as_secs_f64(),
-        thousands(model.training.test_rows as i64)
     ));
     if !out.reproducible {
         p.note("A trial was cut short by the budget: rerun with a larger --budget, or with --trials, to reproduce it exactly.");
