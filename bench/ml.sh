@@ -25,7 +25,10 @@
 #   time budget (seconds) and 2 threads, on fixed 80/20 splits of the 8 real
 #   data sets in shared/data (bench/ml/split_real.py: time order for
 #   bikeshare, cdnow, flights, rainfall; by person_id for rand_hie;
-#   stratified for the binary sets). Score on the test file: ROC AUC
+#   stratified for the binary sets). Both sides validate inside the training
+#   file the way the test was split: FLAML split_type="time" / "group" and
+#   kiln --split time / group:person_id; their defaults for the others.
+#   Score on the test file: ROC AUC
 #   (binary) or RMSE (regression). Wall seconds are the whole fit as run
 #   (both may overrun their budget; the table shows what they took). kiln
 #   runs in a fresh project: kiln init; kiln data add; kiln train train
@@ -183,13 +186,19 @@ tasks = json.load(open(sys.argv[1]))
 only = sys.argv[2].split()
 for name, t in tasks.items():
     if not only or name in only:
-        print(name, t["target"], t["task"], t["metric"], t["positive"] if t["positive"] is not None else "-")
+        # Validation inside the training file follows the test split's
+        # structure, for both sides: later rows for time-ordered sets (the
+        # file is in time order), whole persons for rand_hie.
+        split = t["split"]
+        valid = "time" if split.startswith("time") else split if split.startswith("group:") else "-"
+        print(name, t["target"], t["task"], t["metric"], t["positive"] if t["positive"] is not None else "-", valid)
 EOF
 )
 
 # kiln_side NAME TARGET METRIC BUDGET: prints a result JSON line, or fails.
 kiln_side() {
-  local name=$1 target=$2 metric=$3 budget=$4 d
+  local name=$1 target=$2 metric=$3 budget=$4 valid=$5 d split=()
+  [ "$valid" != - ] && split=(--split "$valid")
   d="$(mktemp -d "$work/kiln-$name.XXXXXX")"
   cd "$d" || return 1
   "$kiln" init >/dev/null || return 1
@@ -199,7 +208,7 @@ kiln_side() {
   local t0 t1 model
   sync
   t0=$(date +%s.%N)
-  RAYON_NUM_THREADS=2 "$kiln" train train --target "$target" --budget "${budget}s" --seed 0 --test-fraction 0 --json >train.json || return 1
+  RAYON_NUM_THREADS=2 "$kiln" train train --target "$target" --budget "${budget}s" --seed 0 --test-fraction 0 "${split[@]}" --json >train.json || return 1
   t1=$(date +%s.%N)
   model="$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["model"])' train.json)" || return 1
   RAYON_NUM_THREADS=2 "$kiln" evaluate "$model" "$data/$name/test.csv" --json >eval.json || return 1
@@ -217,10 +226,11 @@ EOF
 
 for budget in "${budgets[@]}"; do
   for line in "${tasks[@]}"; do
-    read -r name target task metric positive <<<"$line"
+    read -r name target task metric positive valid <<<"$line"
     group="{\"dataset\": \"$name\", \"budget\": $budget, \"metric\": \"$metric\"}"
     pos=()
     [ "$positive" != - ] && pos=(--positive "$positive")
+    [ "$valid" != - ] && pos+=(--split "$valid")
     sync
     if "$py" "$root/bench/ml/flaml_run.py" --train "$data/$name/train.csv" --test "$data/$name/test.csv" \
       --target "$target" --task "$task" --metric "$metric" --budget "$budget" --threads 2 --seed 0 "${pos[@]}" \
@@ -233,7 +243,7 @@ for budget in "${budgets[@]}"; do
       record flaml "$group" null "flaml failed"
     fi
     if [ "$kiln_ok" = 0 ]; then record kiln "$group" null "$kiln_why"; continue; fi
-    if (kiln_side "$name" "$target" "$metric" "$budget") >"$work/out" 2>"$work/err" && [ -n "$(last_json "$work/out")" ]; then
+    if (kiln_side "$name" "$target" "$metric" "$budget" "$valid") >"$work/out" 2>"$work/err" && [ -n "$(last_json "$work/out")" ]; then
       out="$(last_json "$work/out")"
       echo "$name ${budget}s, kiln: $out" >&2
       record kiln "$group" "$out"

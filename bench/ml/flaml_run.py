@@ -36,6 +36,7 @@ p.add_argument("--budget", type=float, required=True)
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--positive", default=None)
+p.add_argument("--split", default=None, help="time, or group:COLUMN (validation like the test split)")
 a = p.parse_args()
 
 warnings.filterwarnings("ignore")
@@ -67,11 +68,18 @@ for c in train.columns:
 from flaml import AutoML  # noqa: E402  (import after argument errors)
 import flaml  # noqa: E402
 
+split = {}
+if a.split == "time":
+    split = {"split_type": "time"}  # the training file is in time order
+elif a.split and a.split.startswith("group:"):
+    split = {"split_type": "group", "groups": train[a.split.split(":", 1)[1]].to_numpy()}
+
 automl = AutoML()
 t0 = time.perf_counter()
 automl.fit(
     train,
     y_train,
+    **split,
     task="classification" if a.task == "binary" else "regression",
     time_budget=a.budget,
     metric=a.metric,

@@ -352,17 +352,9 @@ impl Preprocessor {
                         drop("constant", &mut dropped);
                         continue;
                     }
-                    if ty == ColumnType::Integer
-                        && distinct.len() == n_rows
-                        && n_rows > 100
-                        && is_row_counter(&v)
-                    {
-                        drop(
-                            "identifier-like: a distinct, increasing integer per row",
-                            &mut dropped,
-                        );
-                        continue;
-                    }
+                    // A distinct, increasing integer per row (a row number) is
+                    // kept: in time-ordered data it is the time, and trees
+                    // ignore it where it carries nothing.
                     inputs.push(InputColumn {
                         name: name.clone(),
                         column_type: ty,
@@ -584,12 +576,6 @@ impl Preprocessor {
     }
 }
 
-/// Whether integers (no missing values) count up by one row after row,
-/// as a row number or an auto-increment key does.
-fn is_row_counter(v: &[f64]) -> bool {
-    v.windows(2).all(|w| w[1] == w[0] + 1.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -627,6 +613,22 @@ pub struct Labels {
     pub rows: Vec<usize>,
     /// Rows of the table.
     pub total_rows: usize,
+}
+
+/// Numeric labels as class names (`true`/`false` for booleans); missing
+/// labels stay missing.
+fn label_texts(v: &[f64], ty: ColumnType) -> Vec<Option<String>> {
+    v.iter()
+        .map(|&x| {
+            (!x.is_nan()).then(|| {
+                if ty == ColumnType::Boolean {
+                    (if x == 1.0 { "true" } else { "false" }).to_string()
+                } else {
+                    label_text(x)
+                }
+            })
+        })
+        .collect()
 }
 
 fn label_text(x: f64) -> String {
@@ -686,18 +688,7 @@ impl TargetSpec {
                         value: v[row],
                     });
                 }
-                let t = v
-                    .iter()
-                    .map(|&x| {
-                        (!x.is_nan()).then(|| {
-                            if ty == ColumnType::Boolean {
-                                (if x == 1.0 { "true" } else { "false" }).to_string()
-                            } else {
-                                label_text(x)
-                            }
-                        })
-                    })
-                    .collect();
+                let t = label_texts(&v, ty);
                 (t, (ty != ColumnType::Boolean).then_some(v))
             }
             Gathered::Strings(v) => (v, None),
@@ -889,18 +880,7 @@ impl TargetSpec {
             other => other?,
         };
         let texts: Vec<Option<String>> = match &col {
-            Gathered::Numbers(v) => v
-                .iter()
-                .map(|&x| {
-                    (!x.is_nan()).then(|| {
-                        if ty == ColumnType::Boolean {
-                            (if x == 1.0 { "true" } else { "false" }).to_string()
-                        } else {
-                            label_text(x)
-                        }
-                    })
-                })
-                .collect(),
+            Gathered::Numbers(v) => label_texts(v, ty),
             Gathered::Strings(v) => v.clone(),
             Gathered::Times(_) => {
                 return Err(MlError::WrongType {

@@ -263,6 +263,17 @@ pub async fn train(project: &Project, args: TrainArgs, p: Printer) -> anyhow::Re
     Ok(ExitStatus::Success)
 }
 
+/// Says which columns had categories unseen in training.
+fn unseen_notes(notes: &[kiln_ml::preprocess::TransformNote], p: Printer) {
+    for n in notes {
+        p.note(format!(
+            "note: {} rows have a `{}` value not seen in training; it was treated as missing",
+            thousands(n.unseen_categories as i64),
+            n.column
+        ));
+    }
+}
+
 fn print_leaderboard(board: &[Trial], metric: Metric) {
     let mut sorted: Vec<&Trial> = board.iter().collect();
     sorted.sort_by(|a, b| {
@@ -318,13 +329,7 @@ pub async fn predict(
             "unseen_categories": scored.notes,
         }));
     } else {
-        for n in &scored.notes {
-            p.note(format!(
-                "note: {} rows have a `{}` value not seen in training; it was treated as missing",
-                thousands(n.unseen_categories as i64),
-                n.column
-            ));
-        }
+        unseen_notes(&scored.notes, p);
         p.note(format!(
             "Wrote {} predictions of `{}` to {}",
             thousands(rows as i64),
@@ -417,13 +422,7 @@ fn print_evaluation(ev: &Evaluation, label: &str, holdout: bool, p: Printer) {
             c.cost.map(|c| format!(", cost {c:.1}")).unwrap_or_default()
         ));
     }
-    for n in &ev.notes {
-        p.note(format!(
-            "note: {} rows have a `{}` value not seen in training; it was treated as missing",
-            thousands(n.unseen_categories as i64),
-            n.column
-        ));
-    }
+    unseen_notes(&ev.notes, p);
 }
 
 pub async fn runs(project: &Project, cmd: RunsCommand, p: Printer) -> anyhow::Result<ExitStatus> {
