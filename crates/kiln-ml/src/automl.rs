@@ -43,17 +43,22 @@ use crate::task::{Predictions, Target, Task};
 /// Training rows up to which candidates are cross-validated.
 const CV_MAX_ROWS: usize = 50_000;
 const CV_FOLDS: usize = 5;
+/// Training rows below which cross-validation is repeated with other
+/// shuffles: small tables give noisy scores, and a search that compares
+/// hundreds of noisy scores picks noise.
+const REPEAT_CV_BELOW: usize = 5_000;
+const CV_REPEATS: u64 = 3;
 /// Rounds without improvement before a boosted model stops.
 const PATIENCE: usize = 30;
 /// Seconds kept back for scoring the test set and writing the model.
 const FINISH_SECONDS: f64 = 0.25;
 
 /// Estimated seconds to refit a configuration whose trial took
-/// `trial_seconds`: in cross-validation a trial fits `CV_FOLDS` models on
-/// 80% of the rows; the refit fits one on all of them with 10% more rounds.
-fn refit_seconds(trial_seconds: f64, cv: bool) -> f64 {
+/// `trial_seconds`: in cross-validation a trial fits `fits` models on 80% of
+/// the rows; the refit fits one on all of them with 10% more rounds.
+fn refit_seconds(trial_seconds: f64, cv: bool, fits: usize) -> f64 {
     if cv {
-        trial_seconds / CV_FOLDS as f64 * 1.25 * 1.1 * 1.1
+        trial_seconds / fits.max(1) as f64 * 1.25 * 1.1 * 1.1
     } else {
         0.0
     }
@@ -446,11 +451,11 @@ fn portfolio(task: Task, n_classes: usize, counts: bool, n_rows: usize) -> Vec<C
 fn perturb(base: &GbdtParams, step: f64, rng: &mut Rng) -> GbdtParams {
     let mut p = base.clone();
     let mut f = |x: f64| x * (step * (2.0 * rng.next_f64() - 1.0)).exp();
-    p.learning_rate = f(p.learning_rate).clamp(0.01, 0.3);
-    p.max_leaves = (f(p.max_leaves as f64).round() as usize).clamp(2, 1024);
-    p.min_data_in_leaf = (f(p.min_data_in_leaf as f64).round() as usize).clamp(2, 1000);
-    p.row_subsample = (f(p.row_subsample)).clamp(0.2, 1.0);
-    p.col_subsample = (f(p.col_subsample)).clamp(0.2, 1.0);
+    p.learning_rate = f(p.learning_rate).clamp(0.01, 0.2);
+    p.max_leaves = (f(p.max_leaves as f64).round() as usize).clamp(4, 1024);
+    p.min_data_in_leaf = (f(p.min_data_in_leaf as f64).round() as usize).clamp(3, 1000);
+    p.row_subsample = (f(p.row_subsample)).clamp(0.3, 1.0);
+    p.col_subsample = (f(p.col_subsample)).clamp(0.4, 1.0);
     p.lambda_l2 = if p.lambda_l2 == 0.0 {
         f(0.01)
     } else {
@@ -561,6 +566,8 @@ fn evaluate_config(
     };
     let n = folds.x.n_rows();
     let mut oof_full = empty_like(task, n_classes, n);
+    // Rows are predicted once per repeat of the folds: average them.
+    let mut times = vec![0u32; n];
     let mut rounds = Vec::new();
     let mut learner = None;
     for fold in &folds.folds {
@@ -570,13 +577,16 @@ fn evaluate_config(
         let tv = folds.target.take(&fold.test);
         let (l, r) = fit_learner(config, task, &xt, &tt, Some((&xv, &tv)), None, &stop)?;
         let p = l.predict(&xv);
-        scatter(&mut oof_full, &p, &fold.test);
+        scatter_add(&mut oof_full, &p, &fold.test);
+        fold.test.iter().for_each(|&r| times[r] += 1);
         rounds.extend(r);
         if !folds.cv {
             learner = Some(l);
         }
     }
     let oof = gather_rows(&oof_full, &folds.scored);
+    let seen: Vec<u32> = folds.scored.iter().map(|&r| times[r]).collect();
+    let oof = average(oof, &seen);
     let truth = folds.target.take(&folds.scored);
     let score = oriented(
         metric,
@@ -596,12 +606,13 @@ fn evaluate_config(
     })
 }
 
-fn scatter(full: &mut Predictions, part: &Predictions, rows: &[usize]) {
+/// Adds `part` (predictions for `rows`) into `full`.
+fn scatter_add(full: &mut Predictions, part: &Predictions, rows: &[usize]) {
     match (full, part) {
         (Predictions::Binary(f), Predictions::Binary(p))
         | (Predictions::Regression(f), Predictions::Regression(p)) => {
             for (i, &r) in rows.iter().enumerate() {
-                f[r] = p[i];
+                f[r] += p[i];
             }
         }
         (
@@ -613,11 +624,35 @@ fn scatter(full: &mut Predictions, part: &Predictions, rows: &[usize]) {
         ) => {
             let k = *n_classes;
             for (i, &r) in rows.iter().enumerate() {
-                f[r * k..(r + 1) * k].copy_from_slice(&p[i * k..(i + 1) * k]);
+                for j in 0..k {
+                    f[r * k + j] += p[i * k + j];
+                }
             }
         }
         _ => unreachable!("one task per run"),
     }
+}
+
+/// Divides row `i`'s prediction by `times[i]` (rows are predicted once per
+/// repeat of the folds).
+fn average(mut p: Predictions, times: &[u32]) -> Predictions {
+    if times.iter().all(|&t| t == 1) {
+        return p;
+    }
+    let k = match &p {
+        Predictions::Multiclass { n_classes, .. } => *n_classes,
+        _ => 1,
+    };
+    let v = match &mut p {
+        Predictions::Binary(v) | Predictions::Regression(v) => v,
+        Predictions::Multiclass { probs, .. } => probs,
+    };
+    for (i, &t) in times.iter().enumerate() {
+        for x in &mut v[i * k..(i + 1) * k] {
+            *x /= f64::from(t.max(1));
+        }
+    }
+    p
 }
 
 fn gather_rows(full: &Predictions, rows: &[usize]) -> Predictions {
@@ -755,23 +790,33 @@ pub fn train(
     let cv = n_train <= CV_MAX_ROWS;
     let strategy = resolve(&opts.split, task);
     let inner_seed = opts.seed.wrapping_add(1);
+    let repeats = if n_train < REPEAT_CV_BELOW && !matches!(strategy, SplitStrategy::Time(_)) {
+        CV_REPEATS
+    } else {
+        1
+    };
     let folds: Vec<Split> = if cv {
-        match &strategy {
-            SplitStrategy::Stratified => match &t_train {
-                Target::Classes { codes, .. } => {
-                    split::stratified_kfold(codes, CV_FOLDS, inner_seed)?
+        let mut all = Vec::new();
+        for r in 0..repeats {
+            let seed = inner_seed.wrapping_add(r);
+            all.extend(match &strategy {
+                SplitStrategy::Stratified => match &t_train {
+                    Target::Classes { codes, .. } => {
+                        split::stratified_kfold(codes, CV_FOLDS, seed)?
+                    }
+                    Target::Values(_) => split::kfold(n_train, CV_FOLDS, seed)?,
+                },
+                SplitStrategy::Group(c) => {
+                    split::group_kfold(&group_keys(&batches, c, &train_rows)?, CV_FOLDS, seed)?
                 }
-                Target::Values(_) => split::kfold(n_train, CV_FOLDS, inner_seed)?,
-            },
-            SplitStrategy::Group(c) => {
-                split::group_kfold(&group_keys(&batches, c, &train_rows)?, CV_FOLDS, inner_seed)?
-            }
-            SplitStrategy::Time(c) => split::time_series_folds(
-                &order_keys(&batches, c.as_deref(), &train_rows)?,
-                CV_FOLDS,
-            )?,
-            _ => split::kfold(n_train, CV_FOLDS, inner_seed)?,
+                SplitStrategy::Time(c) => split::time_series_folds(
+                    &order_keys(&batches, c.as_deref(), &train_rows)?,
+                    CV_FOLDS,
+                )?,
+                _ => split::kfold(n_train, CV_FOLDS, seed)?,
+            });
         }
+        all
     } else {
         vec![match &strategy {
             SplitStrategy::Group(c) => {
@@ -790,7 +835,10 @@ pub fn train(
     let mut scored: Vec<usize> = folds.iter().flat_map(|f| f.test.iter().copied()).collect();
     scored.sort_unstable();
     scored.dedup();
-    let validation = if cv {
+    let n_fits = folds.len();
+    let validation = if cv && repeats > 1 {
+        format!("{CV_FOLDS}-fold cross-validation repeated {repeats} times")
+    } else if cv {
         format!("{}-fold cross-validation", folds.len())
     } else {
         "20% validation holdout".to_string()
@@ -822,7 +870,7 @@ pub fn train(
     let mut failures = 0usize;
     let mut local_trials = 0usize;
     let deadline = (opts.max_trials.is_none()).then(|| start + opts.budget);
-    // Time kept back for the final refit: the five best trials' refits,
+    // Time kept back for the final refit: the twelve best trials' refits,
     // as an ensemble of them would need.
     let reserve = |trials: &[Trial], best: Option<usize>| -> Duration {
         if best.is_none() {
@@ -832,8 +880,8 @@ pub fn train(
         top.sort_by(|a, b| b.score.total_cmp(&a.score));
         let refit: f64 = top
             .iter()
-            .take(5)
-            .map(|t| refit_seconds(t.seconds, cv))
+            .take(12)
+            .map(|t| refit_seconds(t.seconds, cv, n_fits))
             .sum();
         Duration::from_secs_f64(refit + FINISH_SECONDS)
     };
@@ -880,21 +928,28 @@ pub fn train(
         if let Some(d) = deadline {
             let now = Instant::now();
             // Skip a trial that cannot finish: estimate from similar ones.
+            // The last trial of the same kind (boosting, forest, extra
+            // trees, linear) says how long this one will take.
+            let same = |a: &Config| match (a, &config) {
+                (Config::Gbdt(x), Config::Gbdt(y)) => {
+                    x.boosting == y.boosting && x.extra_trees == y.extra_trees
+                }
+                (Config::Linear(_), Config::Linear(_)) => true,
+                _ => false,
+            };
             let est = trials
                 .iter()
                 .rev()
-                .find(|t| {
-                    t.params.as_ref().map(std::mem::discriminant)
-                        == Some(std::mem::discriminant(&config))
-                })
+                .find(|t| t.params.as_ref().is_some_and(same))
                 .map_or(0.0, |t| t.seconds);
             let r = reserve(&trials, best);
-            if now + r + Duration::from_secs_f64(est) >= d {
-                if trials.is_empty() {
-                    // Always train something.
-                } else {
+            if !trials.is_empty() && now + r + Duration::from_secs_f64(est) >= d {
+                // A portfolio entry that does not fit may leave room for the
+                // next, cheaper one; a search proposal means time is up.
+                if queue.is_empty() {
                     break;
                 }
+                continue;
             }
         }
         let trial_deadline = deadline.map(|d| d.checked_sub(reserve(&trials, best)).unwrap_or(d));
@@ -994,8 +1049,11 @@ pub fn train(
             .filter(|(_, c)| **c > 0)
             .map(|(&i, &c)| (i, c))
             .collect();
+        // An ensemble is kept unless the best single model beats it by more
+        // than validation noise: averaging is the more robust choice, and
+        // the best of hundreds of noisy scores is partly luck.
         let mut kept = used.len() > 1
-            && score > trials[best].score + 1e-6 * trials[best].score.abs().max(1e-9);
+            && score >= trials[best].score - 1e-3 * trials[best].score.abs().max(1e-9);
         // Under a budget, an ensemble whose refit would overrun it gives
         // way to the best single model.
         if kept
@@ -1004,7 +1062,7 @@ pub fn train(
         {
             let cost: f64 = used
                 .iter()
-                .map(|(i, _)| refit_seconds(trials[*i].seconds, cv))
+                .map(|(i, _)| refit_seconds(trials[*i].seconds, cv, n_fits))
                 .sum();
             if Instant::now() + Duration::from_secs_f64(cost + FINISH_SECONDS) > d {
                 kept = false;
