@@ -7,17 +7,10 @@ use std::time::Instant;
 
 use arrow_array::RecordBatch;
 use kiln_data::read::{ReadOptions, open};
+use kiln_ml::Task;
 use kiln_ml::gbdt::{Gbdt, GbdtParams, Objective};
 use kiln_ml::metrics::{Metric, score};
 use kiln_ml::preprocess::{PreprocessOptions, Preprocessor, TargetSpec};
-use kiln_ml::{Target, Task};
-
-fn target_numbers(t: &Target) -> Vec<f64> {
-    match t {
-        Target::Classes { codes, .. } => codes.iter().map(|&c| c as f64).collect(),
-        Target::Values(v) => v.clone(),
-    }
-}
 
 fn read(path: &str) -> Vec<RecordBatch> {
     let reader =
@@ -75,7 +68,7 @@ pub fn run(args: &[String]) {
         let (x, _) = pre.transform(&train).unwrap_or_else(|e| super::fail(&e));
         let (spec, labels) = TargetSpec::fit(&train, &target, Some(task), None)
             .unwrap_or_else(|e| super::fail(&e));
-        let y = target_numbers(&labels.target);
+        let y = labels.target.numbers();
         let construct = start.elapsed().as_secs_f64();
         let model = Gbdt::fit(&x, &y, &params, None).unwrap_or_else(|e| super::fail(&e));
         let fit = start.elapsed().as_secs_f64();

@@ -298,15 +298,29 @@ fn resolve(strategy: &SplitStrategy, task: Task) -> SplitStrategy {
     }
 }
 
+/// Each distinct text's rank in sorted order (ISO-8601 dates sort as time);
+/// empty for other columns.
+fn text_ranks(g: &preprocess::Gathered) -> std::collections::HashMap<&str, i64> {
+    match g {
+        preprocess::Gathered::Strings(v) => {
+            let mut distinct: Vec<&str> = v.iter().flatten().map(String::as_str).collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            distinct.into_iter().zip(0..).collect()
+        }
+        _ => Default::default(),
+    }
+}
+
 fn group_keys(batches: &[RecordBatch], col: &str, rows: &[usize]) -> Result<Vec<u64>, MlError> {
     let (_, g) = preprocess::gather(batches, col)?;
+    let ranks = text_ranks(&g);
     Ok(rows
         .iter()
         .map(|&r| match &g {
             preprocess::Gathered::Numbers(v) => v[r].to_bits(),
             preprocess::Gathered::Strings(v) => {
-                let h = blake3::hash(v[r].as_deref().unwrap_or("\u{0}").as_bytes());
-                u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"))
+                v[r].as_deref().map_or(u64::MAX, |s| ranks[s] as u64)
             }
             preprocess::Gathered::Times(v) => v[r].unwrap_or(i64::MIN) as u64,
         })
@@ -322,6 +336,7 @@ fn order_keys(
         return Ok(rows.iter().map(|&r| r as i64).collect());
     };
     let (_, g) = preprocess::gather(batches, col)?;
+    let ranks = text_ranks(&g);
     Ok(rows
         .iter()
         .map(|&r| match &g {
@@ -332,27 +347,10 @@ fn order_keys(
                     (v[r] * 1e6) as i64
                 }
             }
-            preprocess::Gathered::Strings(v) => {
-                // ISO-8601 text sorts as time; order by the text's rank.
-                v[r].as_deref().map_or(i64::MIN, |s| {
-                    let b = s.as_bytes();
-                    let mut k = 0i64;
-                    for i in 0..8 {
-                        k = (k << 8) | i64::from(*b.get(i).unwrap_or(&0));
-                    }
-                    k
-                })
-            }
+            preprocess::Gathered::Strings(v) => v[r].as_deref().map_or(i64::MIN, |s| ranks[s]),
             preprocess::Gathered::Times(v) => v[r].unwrap_or(i64::MIN),
         })
         .collect())
-}
-
-fn target_numbers(t: &Target) -> Vec<f64> {
-    match t {
-        Target::Classes { codes, .. } => codes.iter().map(|&c| f64::from(c)).collect(),
-        Target::Values(v) => v.clone(),
-    }
 }
 
 /// Higher is better, whatever the metric.
@@ -519,8 +517,8 @@ fn fit_learner(
                 p.n_trees = r.max(1);
                 p.early_stopping_rounds = None;
             }
-            let y = target_numbers(target);
-            let vy = valid.map(|(_, t)| target_numbers(t));
+            let y = target.numbers();
+            let vy = valid.map(|(_, t)| t.numbers());
             let g = Gbdt::fit_until(x, &y, &p, valid.map(|(vx, _)| vx).zip(vy.as_deref()), stop)?;
             let r = g.n_rounds();
             Ok((Learner::Gbdt(g), Some(r)))
@@ -528,14 +526,8 @@ fn fit_learner(
         Config::Linear(p) => {
             // Target encoding for many categories needs numeric labels:
             // regression values or a binary 0/1.
-            let y = match target {
-                Target::Values(v) => Some(v.clone()),
-                Target::Classes {
-                    codes,
-                    n_classes: 2,
-                } => Some(codes.iter().map(|&c| f64::from(c)).collect()),
-                Target::Classes { .. } => None,
-            };
+            let multiclass = matches!(target, Target::Classes { n_classes, .. } if *n_classes > 2);
+            let y = (!multiclass).then(|| target.numbers());
             let (encoder, data) = DenseEncoder::fit_transform(x, y.as_deref(), 0);
             let dense = Dense {
                 data: &data,

@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::frame::{Column, Features};
+use crate::frame::{Column, Features, codes_by_frequency};
 
 /// Most one-hot columns per categorical feature.
 pub const MAX_ONE_HOT: usize = 32;
@@ -85,15 +85,7 @@ impl DenseEncoder {
             else {
                 continue;
             };
-            let present = {
-                let mut seen = vec![false; *n_categories as usize];
-                codes.iter().for_each(|&c| {
-                    if let Some(s) = seen.get_mut(c as usize) {
-                        *s = true;
-                    }
-                });
-                seen.iter().filter(|&&s| s).count()
-            };
+            let present = codes_by_frequency(codes, *n_categories, 1).len();
             if present <= MAX_ONE_HOT {
                 continue;
             }
@@ -189,18 +181,7 @@ impl DenseEncoder {
                     codes,
                     n_categories,
                 } => {
-                    let mut counts = vec![0usize; *n_categories as usize];
-                    for &c in codes {
-                        if let Some(n) = counts.get_mut(c as usize) {
-                            *n += 1;
-                        }
-                    }
-                    let mut order: Vec<u32> = (0..*n_categories)
-                        .filter(|&c| counts[c as usize] > 0)
-                        .collect();
-                    order.sort_by(|&a, &b| {
-                        counts[b as usize].cmp(&counts[a as usize]).then(a.cmp(&b))
-                    });
+                    let mut order = codes_by_frequency(codes, *n_categories, 1);
                     order.truncate(MAX_ONE_HOT);
                     order.sort_unstable();
                     Encoded::OneHot { codes: order }

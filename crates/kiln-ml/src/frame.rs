@@ -51,6 +51,23 @@ impl Column {
     }
 }
 
+/// The codes `0..n_categories` seen at least `min_rows` times in `codes`,
+/// most frequent first (ties by code, so the order is deterministic);
+/// missing and out-of-range codes are not counted.
+pub fn codes_by_frequency(codes: &[u32], n_categories: u32, min_rows: usize) -> Vec<u32> {
+    let mut counts = vec![0usize; n_categories as usize];
+    for &c in codes {
+        if let Some(n) = counts.get_mut(c as usize) {
+            *n += 1;
+        }
+    }
+    let mut order: Vec<u32> = (0..n_categories)
+        .filter(|&c| counts[c as usize] >= min_rows.max(1))
+        .collect();
+    order.sort_by(|&a, &b| counts[b as usize].cmp(&counts[a as usize]).then(a.cmp(&b)));
+    order
+}
+
 /// What a learner needs to know about a feature's values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -302,10 +302,6 @@ impl Preprocessor {
                     what: "training table".into(),
                     why: "it has no rows".into(),
                 })?;
-        let n_rows: usize = rows.map_or_else(
-            || batches.iter().map(RecordBatch::num_rows).sum(),
-            <[usize]>::len,
-        );
         let mut inputs = Vec::new();
         let mut features = Vec::new();
         let mut dropped = Vec::new();
@@ -335,20 +331,12 @@ impl Preprocessor {
             let input = inputs.len();
             match col {
                 Gathered::Numbers(v) => {
-                    let mut distinct = std::collections::HashSet::new();
-                    let mut nulls = 0usize;
-                    for &x in &v {
-                        if x.is_nan() {
-                            nulls += 1;
-                        } else if distinct.len() <= n_rows {
-                            distinct.insert(x.to_bits());
-                        }
-                    }
+                    let nulls = v.iter().filter(|x| x.is_nan()).count();
                     if nulls == v.len() {
                         drop("all values are missing", &mut dropped);
                         continue;
                     }
-                    if distinct.len() == 1 && nulls == 0 {
+                    if nulls == 0 && v.iter().all(|&x| x == v[0]) {
                         drop("constant", &mut dropped);
                         continue;
                     }

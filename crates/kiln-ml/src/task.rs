@@ -53,6 +53,15 @@ impl Target {
         self.len() == 0
     }
 
+    /// Labels as numbers: class indices for classes, values otherwise (what
+    /// the boosted trees and target encoding learn from).
+    pub fn numbers(&self) -> Vec<f64> {
+        match self {
+            Target::Classes { codes, .. } => codes.iter().map(|&c| f64::from(c)).collect(),
+            Target::Values(v) => v.clone(),
+        }
+    }
+
     /// The labels of the rows `rows`, in that order.
     pub fn take(&self, rows: &[usize]) -> Target {
         match self {

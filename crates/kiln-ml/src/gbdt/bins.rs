@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use crate::frame::{Column, Features, MISSING_CODE};
+use crate::frame::{Column, Features, codes_by_frequency};
 use crate::rng::Rng;
 
 /// How one feature's values map to bins.
@@ -129,17 +129,7 @@ fn learn_map(column: &Column, sample: Option<&[usize]>, opts: BinOptions) -> Bin
             codes,
             n_categories,
         } => {
-            let mut counts = vec![0usize; *n_categories as usize];
-            for &c in codes {
-                if c != MISSING_CODE && (c as usize) < counts.len() {
-                    counts[c as usize] += 1;
-                }
-            }
-            let mut order: Vec<u32> = (0..*n_categories)
-                .filter(|&c| counts[c as usize] >= opts.min_category_rows.max(1))
-                .collect();
-            // Most frequent first; ties by code, so the map is deterministic.
-            order.sort_by(|&a, &b| counts[b as usize].cmp(&counts[a as usize]).then(a.cmp(&b)));
+            let mut order = codes_by_frequency(codes, *n_categories, opts.min_category_rows);
             order.truncate(opts.max_bin.clamp(2, 255));
             let mut code_to_bin = vec![0u8; *n_categories as usize];
             for (i, &c) in order.iter().enumerate() {
@@ -204,6 +194,7 @@ fn midpoint(a: f64, b: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::MISSING_CODE;
 
     #[test]
     fn few_distinct_values_get_one_bin_each_and_nan_gets_bin_zero() {

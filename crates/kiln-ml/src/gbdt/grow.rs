@@ -69,6 +69,9 @@ impl BinSplit {
 pub(crate) struct Grown {
     pub tree: Tree,
     pub bin_splits: Vec<BinSplit>,
+    /// Each leaf's rows as a range of the grower's index array, valid until
+    /// the next [`Grower::grow`] (see [`Grower::leaf_rows`]).
+    pub leaf_ranges: Vec<std::ops::Range<usize>>,
 }
 
 impl Grown {
@@ -153,15 +156,14 @@ impl<'a> Grower<'a> {
 
     /// Grows one tree on gradients `gh` (one pair per row of the table)
     /// over `rows` (all rows when `None`; ascending otherwise) using the
-    /// features flagged in `use_feature`. Calls `on_leaf(leaf, rows)` for
-    /// each final leaf with its rows, so the caller can update scores.
+    /// features flagged in `use_feature`. `renew(rows)` may replace a
+    /// leaf's Newton value (quantile objectives).
     pub fn grow(
         &mut self,
         gh: &[[f32; 2]],
         rows: Option<&[u32]>,
         use_feature: &[bool],
         mut renew: impl FnMut(&[u32]) -> Option<f64>,
-        mut on_leaf: impl FnMut(usize, f64, &[u32]),
     ) -> Grown {
         let p = self.params;
         self.indices.clear();
@@ -317,7 +319,8 @@ impl<'a> Grower<'a> {
         }
 
         let mut tree_leaves = Vec::with_capacity(leaves.len());
-        for (i, l) in leaves.iter_mut().enumerate() {
+        let mut leaf_ranges = Vec::with_capacity(leaves.len());
+        for l in &mut leaves {
             if let Some(h) = l.hist.take() {
                 self.pool.push(h);
             }
@@ -326,7 +329,7 @@ impl<'a> Grower<'a> {
                 Some(v) => v,
                 None => leaf_output(l.sums.g, l.sums.h, p.lambda_l1, p.lambda_l2),
             } * p.learning_rate;
-            on_leaf(i, value, rows);
+            leaf_ranges.push(l.begin..l.begin + l.sums.n);
             tree_leaves.push(Leaf {
                 value,
                 cover: l.sums.h,
@@ -339,7 +342,13 @@ impl<'a> Grower<'a> {
                 leaves: tree_leaves,
             },
             bin_splits,
+            leaf_ranges,
         }
+    }
+
+    /// The rows of a leaf of the tree grown last.
+    pub fn leaf_rows(&self, range: std::ops::Range<usize>) -> &[u32] {
+        &self.indices[range]
     }
 
     /// Stable partition of `indices[begin..begin + n]`; returns the number

@@ -356,18 +356,8 @@ impl Gbdt {
                         objective::quantile(&mut r, alpha)
                     })
                 };
-                let mut leaf_values: Vec<(f64, Vec<u32>)> = Vec::new();
-                let grown = grower.grow(
-                    gh_k,
-                    bagged.then_some(bag.as_slice()),
-                    &use_feature,
-                    renew,
-                    |_, value, rows| {
-                        if !bagged {
-                            leaf_values.push((value, rows.to_vec()));
-                        }
-                    },
-                );
+                let grown =
+                    grower.grow(gh_k, bagged.then_some(bag.as_slice()), &use_feature, renew);
                 if bagged {
                     // Out-of-bag rows were not partitioned: route every row.
                     let g = &grown;
@@ -381,9 +371,9 @@ impl Gbdt {
                             }
                         });
                 } else {
-                    for (value, rows) in &leaf_values {
-                        for &r in rows {
-                            scores[r as usize * k_out + k] += value;
+                    for (leaf, range) in grown.tree.leaves.iter().zip(&grown.leaf_ranges) {
+                        for &r in grower.leaf_rows(range.clone()) {
+                            scores[r as usize * k_out + k] += leaf.value;
                         }
                     }
                 }
