@@ -87,9 +87,45 @@ pub enum Command {
     /// Score a model on a labelled table: metrics, confusion matrix,
     /// calibration and a decision threshold.
     Evaluate(EvaluateArgs),
-    /// List and inspect runs.
+    /// List, inspect, compare and delete runs (kiln's and MLflow clients').
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// List and create experiments (groups of runs).
+    #[command(subcommand)]
+    Experiments(ExperimentsCommand),
+    /// The model registry: models, versions, aliases, imports.
+    ///
+    /// A version comes from a run's model (`kiln models register NAME
+    /// --run RUN`), from a file (`kiln models import NAME FILE`: kiln, ONNX,
+    /// LightGBM text, XGBoost JSON), or from MLflow's client
+    /// (`registered_model_name=` in `log_model`). Aliases (`champion`,
+    /// `challenger`, any name) point at versions; every move is audited.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Walk lineage from a model version, run or dataset version: what it
+    /// came from and what came from it.
+    ///
+    /// REF is `MODEL@VERSION`, `MODEL@ALIAS`, a run id (prefix), or
+    /// `DATASET@VERSION`.
+    Lineage {
+        #[arg(value_name = "REF")]
+        reference: String,
+        /// How many edges to follow each way.
+        #[arg(long, default_value_t = 8)]
+        depth: usize,
+    },
+    /// Delete for good what was deleted (runs marked deleted), then remove
+    /// objects no live record points to.
+    ///
+    /// Safe while other kiln processes write: objects younger than
+    /// `--grace` are kept, since a writer stores objects before it records
+    /// them. `--dry-run` reports without deleting.
+    Gc(GcArgs),
+    /// Serve the REST API and MLflow's tracking, artifact and registry API.
+    ///
+    /// Point MLflow's client at it: `MLFLOW_TRACKING_URI=http://HOST:PORT`.
+    /// kiln's REST API is under /api/v1 (OpenAPI at /api/openapi.json).
+    Server(ServerArgs),
     /// Show the audit log: who changed what, and when, newest first.
     Audit {
         /// How many entries to show.
@@ -142,6 +178,10 @@ pub struct TrainArgs {
     /// Do not combine models into an ensemble.
     #[arg(long)]
     pub no_ensemble: bool,
+    /// The experiment to record the run in, by name or id (created if new;
+    /// default: `Default`).
+    #[arg(long, short = 'e')]
+    pub experiment: Option<String>,
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -186,17 +226,126 @@ pub struct EvaluateArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
-    /// List runs, newest first.
+    /// List runs, newest first (or in `--order-by` order).
     #[command(alias = "list")]
-    Ls {
-        #[arg(long, default_value_t = 50)]
-        limit: i64,
-    },
-    /// Show a run: parameters, metrics, inputs, model and leaderboard.
+    Ls(RunsLsArgs),
+    /// Show a run: parameters, metrics, inputs, code, model and leaderboard.
     Show {
         /// Run id or a prefix of it (6+ characters).
         id: String,
     },
+    /// Compare runs side by side: parameters, and metrics with the best of
+    /// each marked (`*`).
+    Compare {
+        /// Two or more run ids (or prefixes).
+        #[arg(required = true, num_args = 2..)]
+        ids: Vec<String>,
+    },
+    /// Mark runs deleted: hidden from listings, removed for good by `kiln gc`.
+    #[command(alias = "rm")]
+    Delete {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Bring back runs marked deleted (before `kiln gc`).
+    Restore {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Show every point of one metric of a run.
+    History { id: String, metric: String },
+}
+
+#[derive(Debug, Args)]
+pub struct RunsLsArgs {
+    /// Only runs of this experiment (name or id).
+    #[arg(long, short = 'e')]
+    pub experiment: Option<String>,
+    /// MLflow search syntax, e.g. `metrics.test_roc_auc > 0.8 and params.split = 'time'`.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// e.g. `metrics.test_roc_auc DESC` (repeat for ties).
+    #[arg(long)]
+    pub order_by: Vec<String>,
+    /// Also list runs marked deleted.
+    #[arg(long)]
+    pub all: bool,
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExperimentsCommand {
+    /// List experiments.
+    #[command(alias = "list")]
+    Ls {
+        /// Also list deleted experiments.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Create an experiment.
+    Create { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// List registered models with their latest version and aliases.
+    #[command(alias = "list")]
+    Ls,
+    /// Show a model (its versions and aliases), or one version's card:
+    /// `NAME`, `NAME@VERSION` or `NAME@ALIAS`.
+    Show {
+        #[arg(value_name = "MODEL[@VERSION]")]
+        reference: String,
+    },
+    /// Register a run's model as the next version of NAME.
+    Register {
+        name: String,
+        /// The run whose model to register (id or prefix).
+        #[arg(long)]
+        run: String,
+        #[arg(long, short)]
+        description: Option<String>,
+    },
+    /// Import a model file as the next version of NAME: kiln, ONNX,
+    /// LightGBM text or XGBoost JSON (detected from the content).
+    Import {
+        name: String,
+        file: PathBuf,
+        #[arg(long, short)]
+        description: Option<String>,
+    },
+    /// Point an alias at a version (moving it if it points elsewhere), or
+    /// remove it with `--delete`.
+    Alias {
+        name: String,
+        alias: String,
+        /// The version number (not with `--delete`).
+        #[arg(required_unless_present = "delete")]
+        version: Option<i64>,
+        #[arg(long, conflicts_with = "version")]
+        delete: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Report what would be removed, remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep objects younger than this (e.g. `1h`, `30m`, `0s`).
+    #[arg(long, default_value = "1h", value_parser = crate::commands::parse_duration)]
+    pub grace: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1", env = "KILN_HOST")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, short, default_value_t = 5000, env = "KILN_PORT")]
+    pub port: u16,
 }
 
 #[derive(Debug, Args)]

@@ -20,5 +20,12 @@ impl EnvVars {
     /// (default: `../shared/data` beside the repository).
     pub const KILN_SHARED_DATA: &'static str = "KILN_SHARED_DATA";
     /// Standard: disables colour when set.
+    /// Where to send OpenLineage run events: a file (`file:///path.jsonl` or
+    /// a path; one JSON event per line) or an `http(s)://` endpoint
+    /// (events are POSTed as JSON, e.g. to Marquez's `/api/v1/lineage`).
+    pub const KILN_OPENLINEAGE_URL: &'static str = "KILN_OPENLINEAGE_URL";
+    /// The interpreter with `mlflow` installed that the interoperability
+    /// tests drive (`scripts/test` sets it).
+    pub const KILN_TEST_MLFLOW_PYTHON: &'static str = "KILN_TEST_MLFLOW_PYTHON";
     pub const NO_COLOR: &'static str = "NO_COLOR";
 }

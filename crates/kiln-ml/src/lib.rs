@@ -20,6 +20,7 @@ pub mod automl;
 pub mod encode;
 mod error;
 pub mod evaluate;
+pub mod foreign;
 pub mod frame;
 pub mod gbdt;
 pub mod linear;

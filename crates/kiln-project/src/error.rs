@@ -41,6 +41,13 @@ pub enum ProjectError {
     Data(#[from] DataError),
     #[error(transparent)]
     Ml(kiln_ml::MlError),
+    /// A model file kiln cannot import.
+    #[error("`{}`: {source}", path.display())]
+    Import {
+        path: PathBuf,
+        #[source]
+        source: kiln_ml::foreign::ForeignError,
+    },
 }
 
 impl ProjectError {

@@ -10,7 +10,11 @@ mod config;
 pub mod datasets;
 mod error;
 pub mod folders;
+pub mod gc;
+pub mod lineage;
+pub mod openlineage;
 mod project;
+mod registry;
 pub mod state;
 pub mod training;
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 use arrow_array::RecordBatch;
 use kiln_ml::automl::{self, AutoMlOptions, AutoMlOutcome, Event};
 use kiln_ml::model::Model;
-use kiln_store::{NewRun, RunRecord, VersionRecord};
+use kiln_store::{KV, NewRun, RunRecord, VersionRecord};
 
 use crate::datasets::parse_ref;
 use crate::{Project, ProjectError, Result};
@@ -19,6 +19,42 @@ pub struct TrainedRun {
     pub outcome: AutoMlOutcome,
     pub model_object: kiln_core::ContentHash,
     pub version: VersionRecord,
+}
+
+/// The commit checked out in the project's git repository, and whether the
+/// working tree differs from it; `(None, None)` outside git.
+pub fn git_state(root: Option<&Path>) -> (Option<String>, Option<bool>) {
+    let Some(root) = root else {
+        return (None, None);
+    };
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(root)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "HEAD"]) {
+        Some(commit) if !commit.is_empty() => {
+            let dirty =
+                git(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty());
+            (Some(commit), dirty)
+        }
+        _ => (None, None),
+    }
+}
+
+/// What a run ran on, for reproducing it.
+fn environment() -> serde_json::Value {
+    serde_json::json!({
+        "kiln": env!("CARGO_PKG_VERSION"),
+        "os": std::env::consts::OS,
+        "arch": std::env::consts::ARCH,
+        "threads": rayon::current_num_threads(),
+    })
 }
 
 /// Reads a Parquet, CSV, JSON-lines file into batches.
@@ -75,8 +111,20 @@ impl Project {
         reference: &str,
         target: &str,
         opts: &AutoMlOptions,
+        experiment: Option<&str>,
         on_event: &mut (dyn FnMut(Event<'_>) + Send),
     ) -> Result<TrainedRun> {
+        // An unknown experiment is an error before the work, not after.
+        let experiment_id = match experiment {
+            Some(e) => Some(match self.meta.find_experiment(e).await {
+                Ok(x) => x.id,
+                Err(kiln_store::StoreError::NotFound { .. }) => {
+                    self.meta.create_experiment(e, None, &[]).await?.id
+                }
+                Err(other) => return Err(other.into()),
+            }),
+            None => None,
+        };
         let started_at = kiln_core::now_rfc3339();
         let start = Instant::now();
         let (name, spec) = parse_ref(reference)?;
@@ -106,6 +154,32 @@ impl Project {
             )
         };
         let m = &outcome.model;
+        let mut flat_params = vec![
+            KV::new("target", target),
+            KV::new("task", m.task().to_string()),
+            KV::new("metric", m.training.metric.clone()),
+            KV::new("trials", m.training.trials.to_string()),
+            KV::new("seed", opts.seed.to_string()),
+            KV::new("split", m.training.split.clone()),
+            KV::new("test_fraction", m.training.test_fraction.to_string()),
+            KV::new("model", m.training.config.clone()),
+        ];
+        if opts.max_trials.is_none() {
+            flat_params.push(KV::new(
+                "budget_seconds",
+                opts.budget.as_secs_f64().to_string(),
+            ));
+        }
+        let mut flat_metrics: Vec<(String, f64)> = m
+            .training
+            .validation_score
+            .map(|v| (format!("validation_{}", m.training.metric), v))
+            .into_iter()
+            .collect();
+        for (k, v) in &m.training.test_metrics {
+            flat_metrics.push((format!("test_{k}"), *v));
+        }
+        let (source_commit, source_dirty) = git_state(self.root.as_deref());
         let run = self
             .meta
             .record_run(NewRun {
@@ -133,6 +207,14 @@ impl Project {
                 artifacts: serde_json::json!({ "leaderboard": leaderboard_object.to_hex() }),
                 started_at,
                 duration_ms: start.elapsed().as_millis() as i64,
+                experiment_id,
+                flat_params,
+                flat_metrics,
+                dataset_role: Some("train".into()),
+                source_commit,
+                source_dirty,
+                command: Some(std::env::args().collect::<Vec<_>>().join(" ")),
+                environment: Some(environment()),
             })
             .await?;
         Ok(TrainedRun {

@@ -65,6 +65,15 @@ pub enum StoreError {
     /// A run id prefix matches several runs.
     #[error("Run prefix `{spec}` is ambiguous: it matches {candidates}")]
     AmbiguousRun { spec: String, candidates: String },
+    /// No entity of that kind with that id or name.
+    #[error("No {kind} `{id}` in this project")]
+    NotFound { kind: &'static str, id: String },
+    /// An entity of that kind with that name exists already.
+    #[error("{kind} `{id}` already exists")]
+    AlreadyExists { kind: &'static str, id: String },
+    /// A value that breaks a rule of the entity it was given for.
+    #[error("Invalid value for `{field}`: {message}")]
+    Invalid { field: String, message: String },
     /// The object store failed.
     #[error("Object store operation failed: {context} `{key}`")]
     Object {
@@ -123,6 +132,15 @@ impl StoreError {
             )),
             Self::UnknownRun(_) | Self::AmbiguousRun { .. } => {
                 Some("`kiln runs ls` lists the runs; name one by id or a prefix of 6 or more characters".into())
+            }
+            Self::NotFound { kind: "experiment", .. } => {
+                Some("`kiln experiments ls` lists the experiments".into())
+            }
+            Self::NotFound { kind: "registered model", .. } => {
+                Some("`kiln models ls` lists the registered models".into())
+            }
+            Self::NotFound { kind: "model version", .. } => {
+                Some("`kiln models show NAME` lists its versions and aliases".into())
             }
             Self::Object { .. } => Some(
                 "check that the object store is reachable (`--objects` / `KILN_OBJECTS`, `KILN_S3_ENDPOINT`) and the credentials are right".into(),

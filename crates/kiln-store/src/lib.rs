@@ -23,8 +23,11 @@ mod url;
 
 pub use error::StoreError;
 pub use meta::{
-    AuditEntry, CheckRecord, DatasetRecord, DatasetSummary, LineageEdge, MetaStore, NewRun,
-    NewVersion, RunRecord, VersionRecord, VersionSpec,
+    ArtifactEntry, AuditEntry, CheckRecord, DEFAULT_EXPERIMENT, DatasetRecord, DatasetSummary,
+    Experiment, KV, LineageEdge, LoggedModel, MetaStore, Metric, ModelVersion, NewLoggedModel,
+    NewModelVersion, NewRun, NewTrackedRun, NewVersion, Page, RegisteredModel, Run, RunInput,
+    RunRecord, RunUpdate, VersionRecord, VersionSpec, ViewType, check_alias, check_artifact_path,
+    now_ms,
 };
 pub use objects::{ObjectLock, Objects, Staged, hash_file};
 pub use url::{ObjectsUrl, StoreUrl};

@@ -10,8 +10,19 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 
 use crate::{Result, StoreError, StoreUrl};
 
+mod artifacts;
+mod gc;
+mod registry;
 mod runs;
+mod search;
+mod tracking;
+pub use artifacts::{ArtifactEntry, LoggedModel, NewLoggedModel, check_artifact_path};
+pub use registry::{ModelVersion, NewModelVersion, RegisteredModel, check_alias};
 pub use runs::{NewRun, RunRecord};
+pub use tracking::{
+    DEFAULT_EXPERIMENT, Experiment, KV, Metric, NewTrackedRun, Page, Run, RunInput, RunUpdate,
+    ViewType,
+};
 
 /// A handle on the metadata of one project.
 #[derive(Clone)]
@@ -19,6 +30,9 @@ pub struct MetaStore {
     pool: AnyPool,
     project_id: String,
     project: String,
+    /// SQLite has one writer at a time: writers in this process queue here
+    /// rather than spin on `SQLITE_BUSY`. `None` on PostgreSQL.
+    writer: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// A dataset: a name in a project, with catalog fields.
@@ -170,7 +184,8 @@ impl MetaStore {
                 Box::pin(async move {
                     if !postgres {
                         sqlx::raw_sql(
-                            "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 15000; PRAGMA synchronous = NORMAL;",
+                            "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 15000; PRAGMA synchronous = NORMAL; \
+                             PRAGMA case_sensitive_like = ON;",
                         )
                         .execute(conn)
                         .await?;
@@ -207,11 +222,14 @@ impl MetaStore {
             .map_err(StoreError::query("reading the project"))?
             .try_get("id")
             .map_err(StoreError::query("reading the project"))?;
-        Ok(Self {
+        let store = Self {
             pool,
             project_id,
             project: project.to_string(),
-        })
+            writer: (!postgres).then(|| std::sync::Arc::new(tokio::sync::Mutex::new(()))),
+        };
+        store.ensure_default_experiment().await?;
+        Ok(store)
     }
 
     pub fn project(&self) -> &str {
@@ -327,6 +345,16 @@ impl MetaStore {
             .await
             .map_err(StoreError::query("committing the version"))?;
         Ok((record, true))
+    }
+
+    /// Starts a write transaction, first queueing behind this process's other
+    /// SQLite writers. Hold the guard until the transaction ends.
+    async fn write(&self) -> Result<(WriteGuard, Transaction<'static, Any>)> {
+        let guard = match &self.writer {
+            Some(m) => Some(m.clone().lock_owned().await),
+            None => None,
+        };
+        Ok((guard, self.begin().await?))
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Any>> {
@@ -839,6 +867,13 @@ fn is_retryable(e: &sqlx::Error) -> bool {
         }
         _ => false,
     }
+}
+
+type WriteGuard = Option<tokio::sync::OwnedMutexGuard<()>>;
+
+/// Milliseconds since the epoch, MLflow's unit of time.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 fn get<T>(row: &AnyRow, col: &'static str) -> Result<T>

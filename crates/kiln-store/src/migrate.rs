@@ -27,6 +27,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "runs",
         sql: include_str!("../migrations/20261126150000_runs.sql"),
     },
+    Migration {
+        version: 20261127090000,
+        name: "tracking",
+        sql: include_str!("../migrations/20261127090000_tracking.sql"),
+    },
 ];
 
 pub(crate) async fn run(pool: &AnyPool, postgres: bool) -> Result<()> {

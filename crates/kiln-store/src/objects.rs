@@ -222,6 +222,45 @@ impl Objects {
         }
     }
 
+    /// Every object in the store: its hash, size and last write time.
+    pub async fn list(&self) -> Result<Vec<(ContentHash, u64, chrono::DateTime<chrono::Utc>)>> {
+        let prefix = match &self.backend {
+            Backend::S3 { prefix } if !prefix.is_empty() => Some(ObjectPath::from(prefix.as_str())),
+            _ => None,
+        };
+        let mut out = Vec::new();
+        let mut stream = self.store.list(prefix.as_ref());
+        while let Some(item) = stream.next().await {
+            let meta = item.map_err(|source| StoreError::Object {
+                context: "listing",
+                key: self.url.to_string(),
+                source,
+            })?;
+            // `<aa>/<62 hex>`: anything else (tmp/, LOCK) is not an object.
+            let parts: Vec<&str> = meta.location.as_ref().rsplitn(3, '/').collect();
+            if parts.len() < 2 || parts[1].len() != 2 || parts[0].len() != 62 {
+                continue;
+            }
+            if let Ok(h) = ContentHash::parse(&format!("{}{}", parts[1], parts[0])) {
+                out.push((h, meta.size, meta.last_modified));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes an object (a missing one is not an error).
+    pub async fn delete(&self, h: &ContentHash) -> Result<()> {
+        let key = self.key(h);
+        match self.store.delete(&key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(StoreError::Object {
+                context: "deleting",
+                key: key.to_string(),
+                source,
+            }),
+        }
+    }
+
     pub async fn exists(&self, h: &ContentHash) -> Result<bool> {
         let key = self.key(h);
         match self.store.head(&key).await {
@@ -491,7 +530,11 @@ impl Objects {
         let hash = ContentHash::of(&bytes);
         match &self.backend {
             Backend::Folder { root } => {
-                if self.local_path(&hash).expect("folder").exists() {
+                let path = self.local_path(&hash).expect("folder");
+                if path.exists() {
+                    // Refresh its time, so `kiln gc` (which spares young
+                    // objects) cannot take it before this writer records it.
+                    touch(&path);
                     return Ok(hash);
                 }
                 let tmp = root.join("tmp").join(uuid::Uuid::now_v7().to_string());
@@ -644,6 +687,13 @@ fn changed(path: &Path) -> StoreError {
 fn file_stamp(path: &Path) -> Result<(u64, Option<std::time::SystemTime>)> {
     let m = std::fs::metadata(path).map_err(StoreError::io("read", path))?;
     Ok((m.len(), m.modified().ok()))
+}
+
+/// Sets a file's modification time to now (best effort).
+fn touch(path: &Path) {
+    if let Ok(f) = File::options().append(true).open(path) {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
 }
 
 fn clean_tmp(dir: &Path) -> Result<()> {

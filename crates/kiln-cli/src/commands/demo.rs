@@ -8,7 +8,8 @@ use kiln_project::{Locations, Project};
 
 use crate::ExitStatus;
 use crate::cli::{
-    AddArgs, DataCommand, DemoArgs, EvaluateArgs, PredictArgs, RunsCommand, TrainArgs,
+    AddArgs, DataCommand, DemoArgs, EvaluateArgs, ModelsCommand, PredictArgs, RunsCommand,
+    RunsLsArgs, TrainArgs,
 };
 use crate::output::Printer;
 
@@ -143,6 +144,7 @@ pub async fn demo(args: DemoArgs, printer: Printer) -> anyhow::Result<ExitStatus
             no_ensemble: false,
             threads: None,
             output: None,
+            experiment: Some("bikeshare".into()),
         },
         p,
     )
@@ -190,8 +192,45 @@ pub async fn demo(args: DemoArgs, printer: Printer) -> anyhow::Result<ExitStatus
         .map(str::to_string)
         .collect();
     println!("{}", head.join("\n"));
-    step("kiln runs ls — every run, with its data version, metrics and model");
-    super::train::runs(&project, RunsCommand::Ls { limit: 10 }, p).await?;
+    step("kiln runs ls — every run, kiln's and MLflow clients', with its metrics");
+    super::tracking::runs(
+        &project,
+        RunsCommand::Ls(RunsLsArgs {
+            experiment: None,
+            filter: None,
+            order_by: Vec::new(),
+            all: false,
+            limit: 10,
+        }),
+        p,
+    )
+    .await?;
+    step(&format!(
+        "kiln models register bikes --run {run_id} && kiln models alias bikes champion 1 — the registry: versions, aliases, audited moves"
+    ));
+    super::models::models(
+        &project,
+        ModelsCommand::Register {
+            name: "bikes".into(),
+            run: run_id.clone(),
+            description: Some("Hourly bike demand".into()),
+        },
+        p,
+    )
+    .await?;
+    super::models::models(
+        &project,
+        ModelsCommand::Alias {
+            name: "bikes".into(),
+            alias: "champion".into(),
+            version: Some(1),
+            delete: false,
+        },
+        p,
+    )
+    .await?;
+    step("kiln lineage bikes@champion — from the model back to its run, code and data");
+    super::models::lineage(&project, "bikes@champion", 8, p).await?;
     project.meta.close().await;
     println!(
         "\nDemo project: {} ({})",

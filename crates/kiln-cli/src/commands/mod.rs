@@ -3,7 +3,11 @@
 mod data;
 mod demo;
 mod init;
+mod models;
+mod tracking;
 mod train;
+
+pub use train::parse_duration;
 
 use std::path::PathBuf;
 
@@ -46,7 +50,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             .await
         }
         Command::Runs(cmd) => {
-            with_project(&locations, async |p| train::runs(p, cmd, printer).await).await
+            with_project(&locations, async |p| tracking::runs(p, cmd, printer).await).await
+        }
+        Command::Experiments(cmd) => {
+            with_project(&locations, async |p| {
+                tracking::experiments(p, cmd, printer).await
+            })
+            .await
+        }
+        Command::Models(cmd) => {
+            with_project(&locations, async |p| models::models(p, cmd, printer).await).await
+        }
+        Command::Lineage { reference, depth } => {
+            with_project(&locations, async |p| {
+                models::lineage(p, &reference, depth, printer).await
+            })
+            .await
+        }
+        Command::Gc(args) => {
+            with_project(&locations, async |p| tracking::gc(p, args, printer).await).await
+        }
+        Command::Server(args) => {
+            let project = open(&locations).await?;
+            tracking::server(project, args, printer).await
         }
         Command::Audit { limit } => {
             let project = open(&locations).await?;

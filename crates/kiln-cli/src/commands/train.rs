@@ -11,7 +11,7 @@ use kiln_project::Project;
 use kiln_project::training::write_predictions;
 
 use crate::ExitStatus;
-use crate::cli::{EvaluateArgs, PredictArgs, RunsCommand, TrainArgs};
+use crate::cli::{EvaluateArgs, PredictArgs, TrainArgs};
 use crate::output::{Printer, table, thousands};
 
 /// `30s`, `2m`, `1h`, `1m30s` or plain seconds.
@@ -193,7 +193,13 @@ pub async fn train(project: &Project, args: TrainArgs, p: Printer) -> anyhow::Re
         }
     };
     let trained = project
-        .train(&args.dataset, &args.target, &opts, &mut on_event)
+        .train(
+            &args.dataset,
+            &args.target,
+            &opts,
+            args.experiment.as_deref(),
+            &mut on_event,
+        )
         .await?;
     let out = &trained.outcome;
     let model = &out.model;
@@ -423,117 +429,6 @@ fn print_evaluation(ev: &Evaluation, label: &str, holdout: bool, p: Printer) {
         ));
     }
     unseen_notes(&ev.notes, p);
-}
-
-pub async fn runs(project: &Project, cmd: RunsCommand, p: Printer) -> anyhow::Result<ExitStatus> {
-    match cmd {
-        RunsCommand::Ls { limit } => {
-            let runs = project.meta.runs(limit).await?;
-            if p.json {
-                p.json(&runs);
-                return Ok(ExitStatus::Success);
-            }
-            let mut t = table(&[
-                "run",
-                "kind",
-                "started",
-                "dataset",
-                "target",
-                "metric",
-                "validation",
-                "test",
-                "model",
-            ]);
-            for r in &runs {
-                let metric = r.params["metric"].as_str().unwrap_or_default().to_string();
-                let val = r.metrics["validation"][&metric].as_f64();
-                let test = r.metrics["test"][&metric].as_f64();
-                t.add_row(vec![
-                    r.id[..12].to_string(),
-                    r.kind.clone(),
-                    r.started_at
-                        .get(..19)
-                        .unwrap_or(&r.started_at)
-                        .replace('T', " "),
-                    r.dataset.clone().unwrap_or_default(),
-                    r.params["target"].as_str().unwrap_or_default().to_string(),
-                    metric,
-                    val.map(fmt_score).unwrap_or_default(),
-                    test.map(fmt_score).unwrap_or_default(),
-                    r.params["model"].as_str().unwrap_or_default().to_string(),
-                ]);
-            }
-            println!("{t}");
-        }
-        RunsCommand::Show { id } => {
-            let run = project.meta.run(&id).await?;
-            let leaderboard: serde_json::Value = match run.artifacts["leaderboard"].as_str() {
-                Some(h) => {
-                    let hash = kiln_core::ContentHash::parse(h)
-                        .context("Invalid leaderboard object id")?;
-                    serde_json::from_slice(&project.objects.get_bytes(&hash).await?)
-                        .context("Invalid leaderboard object")?
-                }
-                None => serde_json::Value::Null,
-            };
-            if p.json {
-                p.json(&serde_json::json!({ "run": run, "leaderboard": leaderboard }));
-                return Ok(ExitStatus::Success);
-            }
-            let mut t = table(&["field", "value"]);
-            t.add_row(vec!["run".to_string(), run.id.clone()]);
-            t.add_row(vec!["kind".to_string(), run.kind.clone()]);
-            t.add_row(vec!["status".to_string(), run.status.clone()]);
-            t.add_row(vec!["author".to_string(), run.author.clone()]);
-            t.add_row(vec!["started".to_string(), run.started_at.clone()]);
-            t.add_row(vec![
-                "duration".to_string(),
-                run.duration_ms
-                    .map(|d| format!("{:.1}s", d as f64 / 1000.0))
-                    .unwrap_or_default(),
-            ]);
-            if let (Some(d), Some(v)) = (&run.dataset, &run.dataset_version) {
-                t.add_row(vec!["dataset".to_string(), format!("{d}@{}", &v[..12])]);
-            }
-            if let Some(m) = &run.model_object {
-                t.add_row(vec!["model object".to_string(), m[..12].to_string()]);
-            }
-            if let Some(obj) = run.params.as_object() {
-                for (k, v) in obj {
-                    t.add_row(vec![k.clone(), v.to_string().trim_matches('"').to_string()]);
-                }
-            }
-            if let Some(obj) = run.metrics["test"].as_object() {
-                for (k, v) in obj {
-                    t.add_row(vec![
-                        format!("test {k}"),
-                        v.as_f64().map(fmt_score).unwrap_or_default(),
-                    ]);
-                }
-            }
-            println!("{t}");
-            if let Some(items) = leaderboard.as_array() {
-                let mut t = table(&["trial", "score", "rounds", "seconds", "config"]);
-                for it in items {
-                    t.add_row(vec![
-                        format!("#{}", it["id"]),
-                        it["score"].as_f64().map(fmt_score).unwrap_or_default(),
-                        it["rounds"]
-                            .as_u64()
-                            .map(|r| r.to_string())
-                            .unwrap_or_default(),
-                        it["seconds"]
-                            .as_f64()
-                            .map(|s| format!("{s:.1}"))
-                            .unwrap_or_default(),
-                        it["config"].as_str().unwrap_or_default().to_string(),
-                    ]);
-                }
-                println!("{t}");
-            }
-        }
-    }
-    Ok(ExitStatus::Success)
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@ use serde::Serialize;
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 
-use super::{MetaStore, get};
+use super::tracking::{DEFAULT_EXPERIMENT, KV, Metric, RunInput};
+use super::{MetaStore, get, now_ms};
 use crate::{Result, StoreError};
 use kiln_core::ContentHash;
 
@@ -25,6 +26,17 @@ pub struct NewRun {
     pub artifacts: serde_json::Value,
     pub started_at: String,
     pub duration_ms: i64,
+    /// The experiment it belongs to (default: [`DEFAULT_EXPERIMENT`]).
+    pub experiment_id: Option<String>,
+    /// Flat parameters and final metrics, searchable like any run's.
+    pub flat_params: Vec<KV>,
+    pub flat_metrics: Vec<(String, f64)>,
+    /// The role the dataset version played (`train`).
+    pub dataset_role: Option<String>,
+    pub source_commit: Option<String>,
+    pub source_dirty: Option<bool>,
+    pub command: Option<String>,
+    pub environment: Option<serde_json::Value>,
 }
 
 /// A recorded run.
@@ -81,15 +93,27 @@ impl MetaStore {
         // second still differ.
         let id = blake3::hash(uuid::Uuid::now_v7().as_bytes()).to_hex()[..32].to_string();
         let now = kiln_core::now_rfc3339();
-        let mut tx = self.begin().await?;
+        let end = now_ms();
+        let start = end - new.duration_ms;
+        let experiment = self
+            .experiment(new.experiment_id.as_deref().unwrap_or(DEFAULT_EXPERIMENT))
+            .await?;
+        let artifact_uri = format!(
+            "{}/{id}/artifacts",
+            experiment.artifact_location.trim_end_matches('/')
+        );
+        let name = format!("{}-{}", new.kind, &id[..8]);
+        let (_w, mut tx) = self.write().await?;
         sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO runs (project_id, {COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            "INSERT INTO runs (project_id, {COLUMNS}, experiment_id, name, start_time, end_time, artifact_uri, \
+             source_commit, source_dirty, command, environment_json) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+             $15, $16, $17, $18, $19, $20, $21, $22, $23)"
         )))
         .bind(&self.project_id)
         .bind(&id)
         .bind(&new.kind)
-        .bind(&new.status)
+        .bind(new.status.to_ascii_uppercase())
         .bind(new.dataset.clone())
         .bind(new.dataset_version.map(|h| h.to_hex()))
         .bind(new.params.to_string())
@@ -100,9 +124,59 @@ impl MetaStore {
         .bind(&new.started_at)
         .bind(&now)
         .bind(new.duration_ms)
+        .bind(&experiment.id)
+        .bind(&name)
+        .bind(start)
+        .bind(end)
+        .bind(&artifact_uri)
+        .bind(new.source_commit.clone())
+        .bind(new.source_dirty.map(i64::from))
+        .bind(new.command.clone())
+        .bind(new.environment.as_ref().map(|e| e.to_string()))
         .execute(&mut *tx)
         .await
         .map_err(StoreError::query("inserting the run"))?;
+        self.log_params_in(&mut tx, &id, &new.flat_params).await?;
+        let points: Vec<Metric> = new
+            .flat_metrics
+            .iter()
+            .map(|(k, v)| Metric {
+                key: k.clone(),
+                value: *v,
+                timestamp: end,
+                step: 0,
+            })
+            .collect();
+        self.log_metrics_in(&mut tx, &id, &points, None).await?;
+        let mut tags = vec![
+            KV::new("mlflow.runName", name.clone()),
+            KV::new("mlflow.user", kiln_core::current_actor()),
+            KV::new("mlflow.source.type", "LOCAL"),
+            KV::new("mlflow.source.name", "kiln"),
+            KV::new("kiln.kind", new.kind.clone()),
+        ];
+        if let Some(c) = &new.source_commit {
+            tags.push(KV::new("mlflow.source.git.commit", c.clone()));
+        }
+        self.upsert_tags_in(&mut tx, &id, &tags).await?;
+        if let (Some(name), Some(v)) = (&new.dataset, new.dataset_version) {
+            let role = new.dataset_role.clone().unwrap_or_else(|| "train".into());
+            self.log_inputs_in(
+                &mut tx,
+                &id,
+                &[RunInput {
+                    name: name.clone(),
+                    digest: v.to_hex()[..16].to_string(),
+                    source_type: "kiln".into(),
+                    source: format!("{name}@{}", v.to_hex()),
+                    schema: None,
+                    profile: None,
+                    role: Some(role.clone()),
+                    tags: vec![KV::new("mlflow.data.context", role)],
+                }],
+            )
+            .await?;
+        }
         if let (Some(name), Some(v)) = (&new.dataset, new.dataset_version) {
             self.edge_in(
                 &mut tx,
