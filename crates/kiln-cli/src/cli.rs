@@ -321,9 +321,9 @@ pub enum ModelsCommand {
         name: String,
         alias: String,
         /// The version number (not with `--delete`).
-        #[arg(required_unless_present = "delete")]
-        version: Option<i64>,
-        #[arg(long, conflicts_with = "version")]
+        #[arg(value_name = "VERSION", required_unless_present = "delete")]
+        number: Option<i64>,
+        #[arg(long, conflicts_with = "number")]
         delete: bool,
     },
 }

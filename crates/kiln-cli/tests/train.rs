@@ -281,25 +281,31 @@ fn runs_ls_and_show_list_the_training_run() {
     let r = &runs[0];
     assert_eq!(r["id"], model);
     assert_eq!(r["kind"], "train");
-    assert_eq!(r["status"], "finished");
-    assert_eq!(r["dataset"], "pima");
+    assert_eq!(r["status"], "FINISHED");
+    assert_eq!(r["experiment_id"], "0");
+    assert_eq!(r["inputs"][0]["name"], "pima");
+    assert_eq!(r["inputs"][0]["role"], "train");
     assert_eq!(r["params"]["target"], "diabetes");
-    assert_eq!(r["params"]["trials"], 3);
-    assert_eq!(r["params"]["seed"], 0);
-    assert_eq!(
-        numbers(&r["metrics"]["test"]),
-        numbers(&out["test_metrics"])
-    );
+    assert_eq!(r["params"]["trials"], "3");
+    assert_eq!(r["params"]["seed"], "0");
+    // Test metrics are flat metrics of the run, `test_<name>`.
+    for (k, v) in out["test_metrics"].as_object().unwrap() {
+        let got = r["metrics"][format!("test_{k}")].as_f64().unwrap();
+        assert!(
+            (got - v.as_f64().unwrap()).abs() < 1e-12,
+            "{k}: {got} vs {v}"
+        );
+    }
     let table = p.kiln(&["runs", "ls"]).ok().stdout;
     assert!(table.contains(&model[..12]), "{table}");
 
     let show = p.kiln(&["runs", "show", &model[..8], "--json"]).ok().json();
     assert_eq!(show["run"]["id"], model);
-    assert_eq!(show["run"]["author"], "tester");
+    assert_eq!(show["run"]["user_id"], "tester");
     assert_eq!(show["leaderboard"], out["leaderboard"]);
     let text = p.kiln(&["runs", "show", model]).ok().stdout;
     assert!(
-        text.contains(model) && text.contains("diabetes") && text.contains("test roc_auc"),
+        text.contains(model) && text.contains("diabetes") && text.contains("metric test_roc_auc"),
         "{text}"
     );
 }

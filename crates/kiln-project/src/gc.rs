@@ -32,20 +32,22 @@ impl Project {
             dry_run,
             ..GcReport::default()
         };
+        let mut deleted_prefixes = Vec::new();
         for (id, uri) in self.meta.deleted_runs().await? {
+            let prefix = uri
+                .as_deref()
+                .and_then(|u| u.strip_prefix("mlflow-artifacts:"))
+                .map(|p| p.trim_matches('/').to_string());
             if !dry_run {
-                let prefix = uri
-                    .as_deref()
-                    .and_then(|u| u.strip_prefix("mlflow-artifacts:"))
-                    .map(|p| p.trim_matches('/').to_string());
                 self.meta.purge_run(&id, prefix.as_deref()).await?;
             }
+            deleted_prefixes.extend(prefix);
             report.runs_purged.push(id);
         }
         // List the objects before reading what is live: an object written
         // after the listing is not a candidate at all.
         let objects = self.objects.list().await?;
-        let (mut live, manifests) = self.meta.live_objects().await?;
+        let (mut live, manifests) = self.meta.live_objects(&deleted_prefixes).await?;
         for m in manifests {
             let bytes = self.objects.get_bytes(&m).await?;
             if let Ok(manifest) = serde_json::from_slice::<crate::folders::Manifest>(&bytes) {

@@ -53,21 +53,32 @@ pub struct Tree {
 /// run id (prefix).
 pub async fn resolve(meta: &MetaStore, reference: &str) -> Result<Node> {
     if let Some((name, spec)) = reference.split_once('@') {
-        if meta.registered_model(name).await.is_ok() {
-            let version = match spec.parse::<i64>() {
-                Ok(v) => meta.model_version(name, v).await?,
-                Err(_) => meta.model_version_by_alias(name, spec).await?,
-            };
+        // A model and a dataset may share a name: a model version or alias
+        // wins, then a dataset version.
+        let model = if meta.registered_model(name).await.is_ok() {
+            match spec.parse::<i64>() {
+                Ok(v) => Some(meta.model_version(name, v).await),
+                Err(_) => Some(meta.model_version_by_alias(name, spec).await),
+            }
+        } else {
+            None
+        };
+        if let Some(Ok(version)) = model {
             return Ok(Node {
                 kind: "model_version".into(),
                 id: format!("{}/{}", version.name, version.version),
             });
         }
-        let v = meta.resolve(name, &VersionSpec::parse(spec)).await?;
-        return Ok(Node {
-            kind: "dataset_version".into(),
-            id: format!("{}@{}", v.dataset, v.id.to_hex()),
-        });
+        return match meta.resolve(name, &VersionSpec::parse(spec)).await {
+            Ok(v) => Ok(Node {
+                kind: "dataset_version".into(),
+                id: format!("{}@{}", v.dataset, v.id.to_hex()),
+            }),
+            Err(e) => match model {
+                Some(Err(model_error)) => Err(model_error.into()),
+                _ => Err(e.into()),
+            },
+        };
     }
     if let Some(m) = reference.strip_prefix("m-") {
         let id = format!("m-{m}");

@@ -350,11 +350,19 @@ impl MetaStore {
     /// Starts a write transaction, first queueing behind this process's other
     /// SQLite writers. Hold the guard until the transaction ends.
     async fn write(&self) -> Result<(WriteGuard, Transaction<'static, Any>)> {
-        let guard = match &self.writer {
-            Some(m) => Some(m.clone().lock_owned().await),
-            None => None,
+        let Some(m) = &self.writer else {
+            return Ok((None, self.begin().await?));
         };
-        Ok((guard, self.begin().await?))
+        let guard = m.clone().lock_owned().await;
+        // IMMEDIATE takes SQLite's write lock up front (waiting out other
+        // processes' writers with the busy timeout): a deferred transaction
+        // that reads first could find its snapshot stale when it writes.
+        let tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StoreError::query("starting a write transaction"))?;
+        Ok((Some(guard), tx))
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Any>> {

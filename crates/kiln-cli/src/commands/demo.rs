@@ -223,7 +223,7 @@ pub async fn demo(args: DemoArgs, printer: Printer) -> anyhow::Result<ExitStatus
         ModelsCommand::Alias {
             name: "bikes".into(),
             alias: "champion".into(),
-            version: Some(1),
+            number: Some(1),
             delete: false,
         },
         p,

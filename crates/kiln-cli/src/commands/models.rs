@@ -184,7 +184,7 @@ pub async fn models(
         ModelsCommand::Alias {
             name,
             alias,
-            version,
+            number,
             delete,
         } => {
             if delete {
@@ -195,7 +195,7 @@ pub async fn models(
                     println!("Removed alias {alias} of {name} (it pointed at v{was})");
                 }
             } else {
-                let version = version.expect("clap requires a version without --delete");
+                let version = number.expect("clap requires a version without --delete");
                 let before = project.meta.set_alias(&name, &alias, version).await?;
                 if p.json {
                     p.json(&serde_json::json!({ "name": name, "alias": alias, "version": version, "previous_version": before }));
@@ -246,7 +246,8 @@ async fn model_card(project: &Project, v: &ModelVersion) -> anyhow::Result<serde
 }
 
 fn collect_datasets(t: &kiln_project::lineage::Tree, out: &mut Vec<String>) {
-    if t.node.kind == "dataset_version" && !out.contains(&t.node.id) {
+    let data = t.node.kind == "dataset_version" || t.node.kind == "external_dataset";
+    if data && !out.contains(&t.node.id) {
         out.push(t.node.id.clone());
     }
     for c in &t.upstream {

@@ -82,7 +82,13 @@ impl MetaStore {
     /// Every object a record of this store points to (over all projects:
     /// projects may share an object store), and the manifests of folder
     /// versions, whose entries the caller must read.
-    pub async fn live_objects(&self) -> Result<(HashSet<ContentHash>, Vec<ContentHash>)> {
+    ///
+    /// Runs marked deleted hold nothing live (gc purges them first), nor do
+    /// artifacts under their roots, `deleted_prefixes`.
+    pub async fn live_objects(
+        &self,
+        deleted_prefixes: &[String],
+    ) -> Result<(HashSet<ContentHash>, Vec<ContentHash>)> {
         let mut live = HashSet::new();
         let mut manifests = Vec::new();
         let text = |sql: &'static str| sqlx::query(sql).fetch_all(&self.pool);
@@ -101,12 +107,13 @@ impl MetaStore {
         }
         for (sql, col) in [
             (
-                "SELECT model_object AS o FROM runs WHERE model_object IS NOT NULL",
+                "SELECT model_object AS o, '' AS p FROM runs \
+                 WHERE model_object IS NOT NULL AND lifecycle_stage <> 'deleted'",
                 "o",
             ),
-            ("SELECT object AS o FROM artifacts", "o"),
+            ("SELECT object AS o, path AS p FROM artifacts", "o"),
             (
-                "SELECT object AS o FROM model_versions WHERE object IS NOT NULL",
+                "SELECT object AS o, '' AS p FROM model_versions WHERE object IS NOT NULL",
                 "o",
             ),
         ] {
@@ -114,10 +121,17 @@ impl MetaStore {
                 .await
                 .map_err(StoreError::query("listing live objects"))?
             {
-                live.insert(hash(&get::<String>(&r, col)?)?);
+                let path: String = get(&r, "p")?;
+                let under_deleted = deleted_prefixes.iter().any(|d| {
+                    path.strip_prefix(d.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+                });
+                if !under_deleted {
+                    live.insert(hash(&get::<String>(&r, col)?)?);
+                }
             }
         }
-        for r in text("SELECT artifacts_json FROM runs")
+        for r in text("SELECT artifacts_json FROM runs WHERE lifecycle_stage <> 'deleted'")
             .await
             .map_err(StoreError::query("listing run objects"))?
         {
