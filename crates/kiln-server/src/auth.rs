@@ -85,7 +85,7 @@ pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next)
                 guard.needs.as_str(),
                 guard.project
             ));
-            if parts.uri.path().starts_with("/api/2.0/") {
+            if crate::speaks_mlflow(parts.uri.path()) {
                 MlflowError(e).into_response()
             } else {
                 V1Error(e).into_response()

@@ -19,6 +19,8 @@ pub enum ApiError {
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
     Internal(String),
 }
 
@@ -39,6 +41,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::AlreadyExists(_) | Self::Invalid { .. } => StatusCode::BAD_REQUEST,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -50,6 +53,7 @@ impl ApiError {
             Self::AlreadyExists(_) => "already_exists",
             Self::Invalid { .. } => "invalid_argument",
             Self::Forbidden(_) => "permission_denied",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Internal(_) => "internal",
         }
     }
@@ -61,6 +65,7 @@ impl ApiError {
             Self::AlreadyExists(_) => "RESOURCE_ALREADY_EXISTS",
             Self::Invalid { .. } => "INVALID_PARAMETER_VALUE",
             Self::Forbidden(_) => "PERMISSION_DENIED",
+            Self::MethodNotAllowed(_) => "ENDPOINT_NOT_FOUND",
             Self::Internal(_) => "INTERNAL_ERROR",
         }
     }

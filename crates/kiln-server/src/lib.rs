@@ -126,13 +126,29 @@ pub fn router(state: AppState) -> Router {
         .merge(mlflow::routes(&state))
         .merge(v1::routes(&state))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(64 << 20))
         .with_state(state)
 }
 
+/// Whether a path is MLflow's API, whose errors take MLflow's shape.
+pub(crate) fn speaks_mlflow(path: &str) -> bool {
+    path.starts_with("/api/2.0/") || path.starts_with("/api/3.0/")
+}
+
+/// A known path asked with a method it does not take.
+async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> Response {
+    let e = ApiError::MethodNotAllowed(format!("{} does not take {method}", uri.path()));
+    if speaks_mlflow(uri.path()) {
+        MlflowError(e).into_response()
+    } else {
+        V1Error(e).into_response()
+    }
+}
+
 async fn not_found(uri: Uri) -> Response {
     let e = ApiError::NotFound(format!("No endpoint {}", uri.path()));
-    if uri.path().starts_with("/api/2.0/") || uri.path().starts_with("/api/3.0/") {
+    if speaks_mlflow(uri.path()) {
         let mut r = MlflowError(e).into_response();
         // MLflow's code for an unknown endpoint.
         *r.body_mut() = axum::body::Body::from(

@@ -274,13 +274,9 @@ async fn lineage(State(s): State<AppState>, Query(q): Q) -> VResult {
 
 async fn audit(State(s): State<AppState>, Query(q): Q) -> VResult {
     let lim = limit(&q, 100, 10_000)?;
-    let entries = s.meta().audit_log(lim).await?;
-    let items: Vec<_> = entries
-        .into_iter()
-        .filter(|e| {
-            q.get("action")
-                .is_none_or(|a| e.action.starts_with(a.as_str()))
-        })
-        .collect();
+    let items = s
+        .meta()
+        .audit_log_matching(q.get("action").map(String::as_str).unwrap_or(""), lim)
+        .await?;
     Ok(page(&items, None))
 }

@@ -178,6 +178,9 @@ impl MetaStore {
             StoreUrl::Postgres(u) => (u.clone(), true),
         };
         let pool = AnyPoolOptions::new()
+            // No ping before each use: a broken connection fails its query
+            // and is replaced; a ping is a round trip on every request.
+            .test_before_acquire(false)
             .max_connections(if postgres { 8 } else { 4 })
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _meta| {
@@ -791,12 +794,23 @@ impl MetaStore {
 
     /// The newest `limit` audit entries of the project, newest first.
     pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>> {
+        self.audit_log_matching("", limit).await
+    }
+
+    /// The newest entries whose action starts with `action_prefix`.
+    pub async fn audit_log_matching(
+        &self,
+        action_prefix: &str,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>> {
+        // substr, not LIKE: `_` in an action is not a wildcard.
         let rows = sqlx::query(
             "SELECT at, actor, action, target_kind, target_id, detail FROM audit_log WHERE project_id = $1 \
-             ORDER BY at DESC, id DESC LIMIT $2",
+             AND substr(action, 1, length($3)) = $3 ORDER BY at DESC, id DESC LIMIT $2",
         )
         .bind(&self.project_id)
         .bind(limit)
+        .bind(action_prefix)
         .fetch_all(&self.pool)
         .await
         .map_err(StoreError::query("reading the audit log"))?;

@@ -112,17 +112,21 @@ async fn ls(project: &Project, args: RunsLsArgs, p: Printer) -> anyhow::Result<E
         p.note("No runs yet: `kiln train` records one, and so does MLflow's client pointed at `kiln server`.");
         return Ok(ExitStatus::Success);
     }
-    // The metrics most runs have, as columns (at most four).
-    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    // The metrics most runs have, as columns (at most three); the metric
+    // kiln selected models by comes first.
+    let mut counts: std::collections::BTreeMap<&str, (usize, bool)> = Default::default();
     for r in &runs {
+        let chosen = r.param("metric").map(|m| format!("test_{m}"));
         for m in &r.metrics {
-            *counts.entry(m.key.as_str()).or_default() += 1;
+            let e = counts.entry(m.key.as_str()).or_default();
+            e.0 += 1;
+            e.1 |= chosen.as_deref() == Some(m.key.as_str());
         }
     }
-    let mut keys: Vec<(&str, usize)> = counts.into_iter().collect();
-    keys.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    let keys: Vec<&str> = keys.into_iter().take(4).map(|(k, _)| k).collect();
-    let mut header = vec!["run", "name", "experiment", "status", "started", "duration"];
+    let mut keys: Vec<(&str, (usize, bool))> = counts.into_iter().collect();
+    keys.sort_by(|a, b| b.1.1.cmp(&a.1.1).then(b.1.0.cmp(&a.1.0)).then(a.0.cmp(b.0)));
+    let keys: Vec<&str> = keys.into_iter().take(3).map(|(k, _)| k).collect();
+    let mut header = vec!["run", "name", "exp", "status", "started", "took"];
     header.extend(keys.iter().copied());
     let mut t = table(&header);
     for r in &runs {
@@ -135,7 +139,10 @@ async fn ls(project: &Project, args: RunsLsArgs, p: Printer) -> anyhow::Result<E
             } else {
                 r.status.clone()
             },
-            when(r.start_time),
+            when(r.start_time)
+                .get(5..16)
+                .unwrap_or_default()
+                .to_string(),
             duration(r.duration_ms()),
         ];
         for k in &keys {

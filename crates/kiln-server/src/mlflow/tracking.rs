@@ -108,6 +108,14 @@ fn metric_from(o: &Map<String, Value>, field: &str, now: i64) -> Result<Metric, 
     })
 }
 
+/// `path` below `root`, without the `root/` prefix.
+fn relative(path: &str, root: &str) -> String {
+    path.strip_prefix(root)
+        .and_then(|r| r.strip_prefix('/'))
+        .unwrap_or(path)
+        .to_string()
+}
+
 fn run_id(p: &Params) -> Result<String, ApiError> {
     p.str_any(&["run_id", "run_uuid"])
 }
@@ -544,7 +552,7 @@ pub async fn list_run_artifacts(State(s): State<AppState>, p: Params) -> MResult
         .await?
         .into_iter()
         .map(|e| {
-            let rel = e.path[root.len() + 1..].to_string();
+            let rel = relative(&e.path, root);
             let mut f = json!({ "path": rel, "is_dir": e.is_dir });
             if let Some(size) = e.size {
                 f["file_size"] = size.into();
@@ -698,7 +706,7 @@ pub async fn list_logged_model_artifacts(
         .await?
         .into_iter()
         .map(|e| {
-            let mut f = json!({ "path": e.path[root.len() + 1..].to_string(), "is_dir": e.is_dir });
+            let mut f = json!({ "path": relative(&e.path, root), "is_dir": e.is_dir });
             if let Some(size) = e.size {
                 f["file_size"] = size.into();
             }

@@ -152,19 +152,21 @@ impl MetaStore {
     pub async fn artifacts_under(&self, dir: &str) -> Result<Vec<(String, ContentHash, i64)>> {
         let dir = dir.trim_matches('/');
         let rows = if dir.is_empty() {
-            sqlx::query("SELECT path, object, size FROM artifacts WHERE project_id = $1 ORDER BY path")
-                .bind(&self.project_id)
-                .fetch_all(&self.pool)
-                .await
-        } else {
-            // A range on the primary key instead of LIKE, which would need
-            // escaping of `%` and `_` in names: '0' is the character after '/'.
             sqlx::query(
-                "SELECT path, object, size FROM artifacts WHERE project_id = $1 AND path > $2 AND path < $3 ORDER BY path",
+                "SELECT path, object, size FROM artifacts WHERE project_id = $1 ORDER BY path",
+            )
+            .bind(&self.project_id)
+            .fetch_all(&self.pool)
+            .await
+        } else {
+            // A prefix by substr, not LIKE (which would need `%` and `_`
+            // escaped) nor a range (which a language collation reorders).
+            sqlx::query(
+                "SELECT path, object, size FROM artifacts WHERE project_id = $1 \
+                 AND substr(path, 1, length($2)) = $2 ORDER BY path",
             )
             .bind(&self.project_id)
             .bind(format!("{dir}/"))
-            .bind(format!("{dir}0"))
             .fetch_all(&self.pool)
             .await
         }
@@ -184,11 +186,18 @@ impl MetaStore {
     pub async fn list_artifacts(&self, dir: &str) -> Result<Vec<ArtifactEntry>> {
         let dir = dir.trim_matches('/');
         let mut out: Vec<ArtifactEntry> = Vec::new();
-        for (path, _, size) in self.artifacts_under(dir).await? {
+        let mut files = self.artifacts_under(dir).await?;
+        // Byte order, whatever the database's collation: a folder's files
+        // are then next to each other.
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        for (path, _, size) in files {
             let rest = if dir.is_empty() {
                 path.as_str()
             } else {
-                &path[dir.len() + 1..]
+                match path.strip_prefix(dir).and_then(|r| r.strip_prefix('/')) {
+                    Some(r) => r,
+                    None => continue,
+                }
             };
             match rest.split_once('/') {
                 None => out.push(ArtifactEntry {
@@ -221,12 +230,11 @@ impl MetaStore {
         let path = path.trim_matches('/');
         let (_w, mut tx) = self.write().await?;
         let n = sqlx::query(
-            "DELETE FROM artifacts WHERE project_id = $1 AND (path = $2 OR (path > $3 AND path < $4))",
+            "DELETE FROM artifacts WHERE project_id = $1 AND (path = $2 OR substr(path, 1, length($3)) = $3)",
         )
         .bind(&self.project_id)
         .bind(path)
         .bind(format!("{path}/"))
-        .bind(format!("{path}0"))
         .execute(&mut *tx)
         .await
         .map_err(StoreError::query("deleting artifacts"))?

@@ -58,13 +58,14 @@ impl MetaStore {
             .map_err(StoreError::query("purging a run"))?;
         }
         if let Some(prefix) = artifact_prefix.filter(|p| !p.is_empty()) {
-            sqlx::query("DELETE FROM artifacts WHERE project_id = $1 AND path > $2 AND path < $3")
-                .bind(&self.project_id)
-                .bind(format!("{prefix}/"))
-                .bind(format!("{prefix}0"))
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::query("purging a run's artifacts"))?;
+            sqlx::query(
+                "DELETE FROM artifacts WHERE project_id = $1 AND substr(path, 1, length($2)) = $2",
+            )
+            .bind(&self.project_id)
+            .bind(format!("{prefix}/"))
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("purging a run's artifacts"))?;
         }
         sqlx::query("DELETE FROM runs WHERE project_id = $1 AND id = $2")
             .bind(&self.project_id)

@@ -985,7 +985,8 @@ impl MetaStore {
         }
         for m in latest.values() {
             sqlx::query(
-                "INSERT INTO latest_metrics (run_id, key, step, timestamp, value, is_nan) VALUES ($1, $2, $3, $4, $5, $6) \
+                "INSERT INTO latest_metrics (run_id, key, step, timestamp, value, is_nan) \
+                 VALUES ($1, $2, $3, $4, CASE WHEN $6 = 1 THEN NULL ELSE $5 END, $6) \
                  ON CONFLICT (run_id, key) DO UPDATE SET step = excluded.step, timestamp = excluded.timestamp, \
                  value = excluded.value, is_nan = excluded.is_nan \
                  WHERE excluded.step > latest_metrics.step \
@@ -997,7 +998,9 @@ impl MetaStore {
             .bind(&m.key)
             .bind(m.step)
             .bind(m.timestamp)
-            .bind((!m.value.is_nan()).then_some(m.value))
+            // A plain f64 always: sqlx 0.9's Any driver binds a NULL f64 as
+            // f32, and PostgreSQL then refuses that cached statement's floats.
+            .bind(if m.value.is_nan() { 0.0 } else { m.value })
             .bind(i64::from(m.value.is_nan()))
             .execute(&mut **tx)
             .await
@@ -1053,7 +1056,7 @@ impl MetaStore {
         self.tracked_run_exists(run_id).await?;
         let rows = sqlx::query(
             "SELECT key, step, timestamp, value, is_nan FROM run_metrics WHERE run_id = $1 AND key = $2 \
-             ORDER BY step, timestamp LIMIT $3 OFFSET $4",
+             ORDER BY step, timestamp, is_nan, value LIMIT $3 OFFSET $4",
         )
         .bind(run_id)
         .bind(key)
