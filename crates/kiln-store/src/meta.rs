@@ -350,6 +350,15 @@ impl MetaStore {
         Ok((record, true))
     }
 
+    /// Queues behind this process's other SQLite writers, for a write that
+    /// is a single statement (no transaction needed).
+    async fn write_lock(&self) -> WriteGuard {
+        match &self.writer {
+            Some(m) => Some(m.clone().lock_owned().await),
+            None => None,
+        }
+    }
+
     /// Starts a write transaction, first queueing behind this process's other
     /// SQLite writers. Hold the guard until the transaction ends.
     async fn write(&self) -> Result<(WriteGuard, Transaction<'static, Any>)> {

@@ -13,6 +13,8 @@ pub(crate) struct Migration {
     pub version: i64,
     pub name: &'static str,
     pub sql: &'static str,
+    /// PostgreSQL's text, where it must differ (triggers, functions).
+    pub postgres_sql: Option<&'static str>,
 }
 
 /// Every migration, in order. Name new files `<timestamp>_<what>.sql` and add them here.
@@ -21,16 +23,27 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 20261126120000,
         name: "initial",
         sql: include_str!("../migrations/20261126120000_initial.sql"),
+        postgres_sql: None,
     },
     Migration {
         version: 20261126150000,
         name: "runs",
         sql: include_str!("../migrations/20261126150000_runs.sql"),
+        postgres_sql: None,
     },
     Migration {
         version: 20261127090000,
         name: "tracking",
         sql: include_str!("../migrations/20261127090000_tracking.sql"),
+        postgres_sql: None,
+    },
+    Migration {
+        version: 20261127100000,
+        name: "latest_metrics",
+        sql: include_str!("../migrations/20261127100000_latest_metrics_sqlite.sql"),
+        postgres_sql: Some(include_str!(
+            "../migrations/20261127100000_latest_metrics_postgres.sql"
+        )),
     },
 ];
 
@@ -56,7 +69,11 @@ pub(crate) async fn run(pool: &AnyPool, postgres: bool) -> Result<()> {
     }
 
     for m in MIGRATIONS {
-        let checksum = blake3::hash(m.sql.as_bytes()).to_hex().to_string();
+        let sql = match (postgres, m.postgres_sql) {
+            (true, Some(pg)) => pg,
+            _ => m.sql,
+        };
+        let checksum = blake3::hash(sql.as_bytes()).to_hex().to_string();
         let mut tx = pool
             .begin()
             .await
@@ -87,7 +104,7 @@ pub(crate) async fn run(pool: &AnyPool, postgres: bool) -> Result<()> {
             name: m.name.to_string(),
             source,
         };
-        sqlx::raw_sql(m.sql)
+        sqlx::raw_sql(sql)
             .execute(&mut *tx)
             .await
             .map_err(migrate_err)?;

@@ -309,8 +309,13 @@ pub async fn update_run(State(s): State<AppState>, p: Params) -> MResult {
             },
         )
         .await?;
-    if run.status != "RUNNING" {
-        s.lineage_event(&run).await;
+    if run.status != "RUNNING"
+        && std::env::var_os(kiln_core::EnvVars::KILN_OPENLINEAGE_URL).is_some()
+    {
+        // The event names the run's inputs: read the whole run.
+        if let Ok(full) = s.meta().tracked_run(&id).await {
+            s.lineage_event(&full).await;
+        }
     }
     Ok(Json(json!({ "run_info": wire::run_info(&run) })))
 }

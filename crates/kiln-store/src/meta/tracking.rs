@@ -496,6 +496,24 @@ impl MetaStore {
         Ok(e)
     }
 
+    /// An experiment without its tags: one query.
+    async fn experiment_row(&self, id: &str) -> Result<Experiment> {
+        let row = sqlx::query(
+            "SELECT id, name, artifact_location, lifecycle_stage, creation_time, last_update_time \
+             FROM experiments WHERE project_id = $1 AND id = $2",
+        )
+        .bind(&self.project_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::query("reading an experiment"))?
+        .ok_or_else(|| StoreError::NotFound {
+            kind: "experiment",
+            id: id.into(),
+        })?;
+        experiment_from_row(&row)
+    }
+
     pub async fn experiment(&self, id: &str) -> Result<Experiment> {
         self.experiment_where("id", id).await
     }
@@ -604,7 +622,7 @@ impl MetaStore {
 
     /// Starts a run in an experiment.
     pub async fn create_run(&self, new: NewTrackedRun) -> Result<Run> {
-        let experiment = self.experiment(&new.experiment_id).await?;
+        let experiment = self.experiment_row(&new.experiment_id).await?;
         if experiment.lifecycle_stage != "active" {
             return Err(StoreError::Invalid {
                 field: "experiment_id".into(),
@@ -640,6 +658,8 @@ impl MetaStore {
         let started_at = chrono::DateTime::from_timestamp_millis(start)
             .unwrap_or_default()
             .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let command_copy = new.command.clone();
+        let environment_copy = new.environment.clone();
         let (_w, mut tx) = self.write().await?;
         sqlx::query(
             "INSERT INTO runs (project_id, id, kind, status, params_json, metrics_json, artifacts_json, author, \
@@ -649,24 +669,46 @@ impl MetaStore {
         )
         .bind(&self.project_id)
         .bind(&id)
-        .bind(if new.kind.is_empty() { "external" } else { new.kind.as_str() })
+        .bind(if new.kind.is_empty() {
+            "external"
+        } else {
+            new.kind.as_str()
+        })
         .bind(&user)
         .bind(&started_at)
         .bind(&experiment.id)
         .bind(&name)
         .bind(start)
         .bind(&artifact_uri)
-        .bind(commit)
+        .bind(commit.clone())
         .bind(new.source_dirty.map(i64::from))
-        .bind(new.command)
-        .bind(new.environment.map(|e| e.to_string()))
+        .bind(new.command.clone())
+        .bind(new.environment.as_ref().map(|e| e.to_string()))
         .execute(&mut *tx)
         .await
         .map_err(StoreError::query("inserting the run"))?;
-        let mut tags = new.tags;
-        tags.retain(|t| t.key != RUN_NAME_TAG);
+        // The tags, each key once (the last value wins), in one statement.
+        let mut tags: Vec<KV> = Vec::with_capacity(new.tags.len() + 1);
+        for t in new.tags.into_iter().filter(|t| t.key != RUN_NAME_TAG) {
+            tags.retain(|x| x.key != t.key);
+            tags.push(t);
+        }
         tags.push(KV::new(RUN_NAME_TAG, name.clone()));
-        self.upsert_tags_in(&mut tx, &id, &tags).await?;
+        tags.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut q = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO run_tags (run_id, key, value) VALUES {}",
+            (0..tags.len())
+                .map(|i| format!("($1, ${}, ${})", 2 + 2 * i, 3 + 2 * i))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+        .bind(&id);
+        for t in &tags {
+            q = q.bind(&t.key).bind(&t.value);
+        }
+        q.execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("setting the run's tags"))?;
         self.audit_in(
             &mut tx,
             "run.create",
@@ -678,7 +720,31 @@ impl MetaStore {
         tx.commit()
             .await
             .map_err(StoreError::query("committing the run"))?;
-        self.tracked_run(&id).await
+        // What was written, without reading it back.
+        Ok(Run {
+            id,
+            experiment_id: experiment.id,
+            name,
+            kind: if new.kind.is_empty() {
+                "external".into()
+            } else {
+                new.kind
+            },
+            status: "RUNNING".into(),
+            user_id: user,
+            start_time: start,
+            end_time: None,
+            artifact_uri,
+            lifecycle_stage: "active".into(),
+            source_commit: commit,
+            source_dirty: new.source_dirty,
+            command: command_copy,
+            environment: environment_copy,
+            params: Vec::new(),
+            tags,
+            metrics: Vec::new(),
+            inputs: Vec::new(),
+        })
     }
 
     /// A run's status (RUNNING, SCHEDULED, …) or lifecycle, checking it exists.
@@ -715,6 +781,8 @@ impl MetaStore {
         Ok(())
     }
 
+    /// Changes a run's status, end or name; returns its info (without
+    /// params, metrics, tags or inputs: `tracked_run` reads those).
     pub async fn update_run(&self, id: &str, update: RunUpdate) -> Result<Run> {
         if let Some(s) = &update.status
             && !RUN_STATUSES.contains(&s.as_str())
@@ -725,23 +793,32 @@ impl MetaStore {
             });
         }
         let (_w, mut tx) = self.write().await?;
-        self.active_run_in(&mut tx, id).await?;
-        sqlx::query(
+        let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE runs SET status = COALESCE($3, status), end_time = COALESCE($4, end_time), \
              name = COALESCE($5, name), \
              duration_ms = CASE WHEN $4 IS NULL THEN duration_ms ELSE $4 - start_time END, \
              finished_at = CASE WHEN $4 IS NULL THEN finished_at ELSE $6 END \
-             WHERE project_id = $1 AND id = $2",
-        )
+             WHERE project_id = $1 AND id = $2 AND lifecycle_stage = 'active' RETURNING {}",
+            RUN_COLUMNS.replace("r.", "")
+        )))
         .bind(&self.project_id)
         .bind(id)
         .bind(update.status.clone())
         .bind(update.end_time)
         .bind(update.name.clone().filter(|n| !n.is_empty()))
         .bind(kiln_core::now_rfc3339())
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(StoreError::query("updating the run"))?;
+        let Some(row) = row else {
+            // Say why: no such run, or not active.
+            self.active_run_in(&mut tx, id).await?;
+            return Err(StoreError::NotFound {
+                kind: "run",
+                id: id.into(),
+            });
+        };
+        let run = run_from_row(&row)?;
         if let Some(n) = update.name.filter(|n| !n.is_empty()) {
             self.upsert_tags_in(&mut tx, id, &[KV::new(RUN_NAME_TAG, n)])
                 .await?;
@@ -761,7 +838,7 @@ impl MetaStore {
         tx.commit()
             .await
             .map_err(StoreError::query("committing the run"))?;
-        self.tracked_run(id).await
+        Ok(run)
     }
 
     /// Marks a run deleted (`kiln gc` removes it for good) or active again.
@@ -854,6 +931,30 @@ impl MetaStore {
                 });
             }
         }
+        let unique = unique_points(metrics);
+        if params.is_empty() && tags.is_empty() && unique.len() <= MAX_POINTS_PER_STATEMENT {
+            // Points only: one statement, which checks the run is active and
+            // (by trigger) keeps latest_metrics; no transaction around it.
+            let _w = self.write_lock().await;
+            let written = if unique.is_empty() {
+                0
+            } else {
+                insert_points(&self.project_id, run_id, &unique, model_id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(StoreError::query("logging metrics"))?
+                    .rows_affected()
+            };
+            if written == 0 {
+                // Nothing written: say why (no such run, or not active).
+                let mut tx = self.begin().await?;
+                self.active_run_in(&mut tx, run_id).await?;
+                tx.rollback()
+                    .await
+                    .map_err(StoreError::query("rolling back"))?;
+            }
+            return Ok(());
+        }
         let (_w, mut tx) = self.write().await?;
         self.active_run_in(&mut tx, run_id).await?;
         self.log_params_in(&mut tx, run_id, params).await?;
@@ -914,97 +1015,12 @@ impl MetaStore {
         metrics: &[Metric],
         model_id: Option<&str>,
     ) -> Result<()> {
-        // A point sent twice in one statement would trip PostgreSQL's
-        // ON CONFLICT; keep the first.
-        let mut unique: Vec<&Metric> = Vec::with_capacity(metrics.len());
-        {
-            let mut seen = std::collections::HashSet::with_capacity(metrics.len());
-            for m in metrics {
-                let value = if m.value.is_nan() { 0.0 } else { m.value };
-                if seen.insert((
-                    m.key.as_str(),
-                    m.step,
-                    m.timestamp,
-                    value.to_bits(),
-                    m.value.is_nan(),
-                )) {
-                    unique.push(m);
-                }
-            }
-        }
-        // Many rows per statement: a log-batch of 1,000 points is two
-        // statements, not a thousand.
-        for chunk in unique.chunks(500) {
-            let mut sql = String::from(
-                "INSERT INTO run_metrics (run_id, key, step, timestamp, value, is_nan, model_id) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                let b = 3 + i * 5;
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!(
-                    "($1, ${b}, ${}, ${}, ${}, ${}, $2)",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4
-                ));
-            }
-            sql.push_str(
-                " ON CONFLICT (run_id, key, step, timestamp, value, is_nan) \
-                 DO UPDATE SET model_id = COALESCE(excluded.model_id, run_metrics.model_id)",
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(run_id).bind(model_id);
-            for m in chunk {
-                q = q
-                    .bind(&m.key)
-                    .bind(m.step)
-                    .bind(m.timestamp)
-                    .bind(if m.value.is_nan() { 0.0 } else { m.value })
-                    .bind(i64::from(m.value.is_nan()));
-            }
-            q.execute(&mut **tx)
+        let unique = unique_points(metrics);
+        for chunk in unique.chunks(MAX_POINTS_PER_STATEMENT) {
+            insert_points(&self.project_id, run_id, chunk, model_id)
+                .execute(&mut **tx)
                 .await
                 .map_err(StoreError::query("logging metrics"))?;
-        }
-        // The latest point per key: greatest (step, timestamp, value).
-        let mut latest: HashMap<&str, &Metric> = HashMap::new();
-        for m in metrics {
-            let newer = match latest.get(m.key.as_str()) {
-                None => true,
-                Some(cur) => {
-                    (m.step, m.timestamp) > (cur.step, cur.timestamp)
-                        || ((m.step, m.timestamp) == (cur.step, cur.timestamp)
-                            && (cur.value.is_nan() || m.value > cur.value))
-                }
-            };
-            if newer {
-                latest.insert(&m.key, m);
-            }
-        }
-        for m in latest.values() {
-            sqlx::query(
-                "INSERT INTO latest_metrics (run_id, key, step, timestamp, value, is_nan) \
-                 VALUES ($1, $2, $3, $4, CASE WHEN $6 = 1 THEN NULL ELSE $5 END, $6) \
-                 ON CONFLICT (run_id, key) DO UPDATE SET step = excluded.step, timestamp = excluded.timestamp, \
-                 value = excluded.value, is_nan = excluded.is_nan \
-                 WHERE excluded.step > latest_metrics.step \
-                 OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
-                 OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp \
-                     AND (latest_metrics.is_nan = 1 OR excluded.value >= latest_metrics.value))",
-            )
-            .bind(run_id)
-            .bind(&m.key)
-            .bind(m.step)
-            .bind(m.timestamp)
-            // A plain f64 always: sqlx 0.9's Any driver binds a NULL f64 as
-            // f32, and PostgreSQL then refuses that cached statement's floats.
-            .bind(if m.value.is_nan() { 0.0 } else { m.value })
-            .bind(i64::from(m.value.is_nan()))
-            .execute(&mut **tx)
-            .await
-            .map_err(StoreError::query("updating the latest metrics"))?;
         }
         Ok(())
     }
@@ -1340,4 +1356,73 @@ fn metric_from_row(r: &AnyRow) -> Result<Metric> {
         timestamp: get(r, "timestamp")?,
         step: get(r, "step")?,
     })
+}
+
+/// Points per INSERT: a log-batch of 1,000 points is two statements.
+const MAX_POINTS_PER_STATEMENT: usize = 500;
+
+/// The points, each once: a point sent twice in one statement would trip
+/// PostgreSQL's ON CONFLICT.
+fn unique_points(metrics: &[Metric]) -> Vec<&Metric> {
+    let mut seen = std::collections::HashSet::with_capacity(metrics.len());
+    metrics
+        .iter()
+        .filter(|m| {
+            let value = if m.value.is_nan() { 0.0 } else { m.value };
+            seen.insert((
+                m.key.as_str(),
+                m.step,
+                m.timestamp,
+                value.to_bits(),
+                m.value.is_nan(),
+            ))
+        })
+        .collect()
+}
+
+/// One statement inserting points into an active run (none if the run is
+/// missing or deleted); a point already stored is only linked to
+/// `model_id`. A trigger keeps latest_metrics.
+fn insert_points<'q>(
+    project_id: &'q str,
+    run_id: &'q str,
+    points: &[&'q Metric],
+    model_id: Option<&'q str>,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    let mut sql = String::from(
+        "INSERT INTO run_metrics (run_id, key, step, timestamp, value, is_nan, model_id) SELECT * FROM (VALUES ",
+    );
+    for i in 0..points.len() {
+        let b = 4 + i * 5;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "($1, ${b}, ${}, ${}, ${}, ${}, $2)",
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4
+        ));
+    }
+    sql.push_str(
+        ") AS v WHERE EXISTS (SELECT 1 FROM runs WHERE project_id = $3 AND id = $1 AND lifecycle_stage = 'active') \
+         ON CONFLICT (run_id, key, step, timestamp, value, is_nan) \
+         DO UPDATE SET model_id = COALESCE(excluded.model_id, run_metrics.model_id)",
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql))
+        .bind(run_id)
+        .bind(model_id)
+        .bind(project_id);
+    for m in points {
+        q = q
+            .bind(m.key.as_str())
+            .bind(m.step)
+            .bind(m.timestamp)
+            // A plain f64 always: sqlx 0.9's Any driver binds a NULL f64 as
+            // f32, which PostgreSQL then refuses for that cached statement.
+            .bind(if m.value.is_nan() { 0.0 } else { m.value })
+            .bind(i64::from(m.value.is_nan()));
+    }
+    q
 }
