@@ -21,8 +21,15 @@ struct Server {
 
 impl Server {
     fn start(p: &Project) -> Self {
-        let mut child = p
-            .command(&["server", "--port", "0"])
+        Self::start_with(p, &[])
+    }
+
+    fn start_with(p: &Project, env: &[(&str, String)]) -> Self {
+        let mut command = p.command(&["server", "--port", "0"]);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -100,8 +107,8 @@ fn close(a: f64, b: f64) -> bool {
 }
 
 /// Runs flow.py and checks every fact it reports through the CLI.
-fn flow_lands_in_kiln(p: &Project) {
-    let server = Server::start(p);
+fn flow_lands_in_kiln(p: &Project, env: &[(&str, String)]) -> Value {
+    let server = Server::start_with(p, env);
     let facts = server.run_script("flow.py", &[]);
     let run_id = facts["run_ids"][0].as_str().unwrap();
 
@@ -271,12 +278,37 @@ fn flow_lands_in_kiln(p: &Project) {
         rendered.contains("registered from") && rendered.contains("used"),
         "{rendered}"
     );
+    facts
 }
 
 #[test]
 fn mlflow_client_flow_lands_in_kiln_and_the_cli_reads_it_back() {
     let p = Project::new();
-    flow_lands_in_kiln(&p);
+    let events = p.path("lineage.jsonl");
+    let facts = flow_lands_in_kiln(
+        &p,
+        &[(
+            "KILN_OPENLINEAGE_URL",
+            format!("file://{}", events.display()),
+        )],
+    );
+    // Each run that ended sent an OpenLineage event; the first names its
+    // dataset and the logged model it produced.
+    let run_id = facts["run_ids"][0].as_str().unwrap();
+    let text = std::fs::read_to_string(&events).unwrap();
+    let event: Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["run"]["runId"].as_str().unwrap().replace('-', "") == run_id)
+        .expect("an event for the first run");
+    assert_eq!(event["eventType"], "COMPLETE");
+    assert!(!event["inputs"].as_array().unwrap().is_empty(), "{event}");
+    assert!(
+        event["outputs"]
+            .to_string()
+            .contains(facts["logged_model_id"].as_str().unwrap()),
+        "{event}"
+    );
     // Alias moves are audited: what serving and webhooks will follow.
     let audit = p.kiln(&["audit", "--json"]).ok().json();
     assert!(
@@ -292,7 +324,7 @@ fn mlflow_client_flow_lands_in_kiln_and_the_cli_reads_it_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mlflow_client_flow_works_on_postgres_and_s3() {
     let p = Project::on_servers().await;
-    tokio::task::block_in_place(|| flow_lands_in_kiln(&p));
+    tokio::task::block_in_place(|| flow_lands_in_kiln(&p, &[]));
 }
 
 #[test]

@@ -338,3 +338,53 @@ fn gc_removes_deleted_runs_and_unreferenced_objects_but_keeps_what_is_live() {
     let again = p.kiln(&["gc", "--grace", "0s", "--json"]).ok().json();
     assert_eq!(again["objects_removed"], 0);
 }
+
+#[test]
+fn kiln_train_emits_an_openlineage_event_naming_its_data_and_model() {
+    let p = Project::new();
+    p.kiln(&["data", "add", "bikes", BIKES, "-q"]).ok();
+    let events = p.path("lineage.jsonl");
+    let out: common::Out = p
+        .command(&[
+            "train", "bikes", "--target", "bikers", "--trials", "1", "--json",
+        ])
+        .env(
+            "KILN_OPENLINEAGE_URL",
+            format!("file://{}", events.display()),
+        )
+        .output()
+        .unwrap()
+        .into();
+    let run = out.ok().json()["model"].as_str().unwrap().to_string();
+    let text = std::fs::read_to_string(&events).unwrap();
+    let event: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(event["eventType"], "COMPLETE");
+    assert_eq!(
+        event["run"]["runId"].as_str().unwrap().replace('-', ""),
+        run
+    );
+    assert!(
+        event["inputs"][0]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("bikes@"),
+        "{event}"
+    );
+    assert!(
+        event["outputs"][0]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("model_artifact:"),
+        "{event}"
+    );
+    // An unreachable endpoint is logged, never fails the run.
+    let out: common::Out = p
+        .command(&[
+            "train", "bikes", "--target", "bikers", "--trials", "1", "-q",
+        ])
+        .env("KILN_OPENLINEAGE_URL", "http://127.0.0.1:9/lineage")
+        .output()
+        .unwrap()
+        .into();
+    out.ok();
+}

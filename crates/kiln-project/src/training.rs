@@ -217,6 +217,15 @@ impl Project {
                 environment: Some(environment()),
             })
             .await?;
+        if std::env::var_os(kiln_core::EnvVars::KILN_OPENLINEAGE_URL).is_some() {
+            let tracked = self.meta.tracked_run(&run.id).await?;
+            let event = crate::openlineage::run_event(
+                self.meta.project(),
+                &tracked,
+                &[format!("model_artifact:{}", model_object.to_hex())],
+            );
+            crate::openlineage::emit(&event).await;
+        }
         Ok(TrainedRun {
             run,
             outcome,

@@ -939,11 +939,17 @@ impl MetaStore {
             let written = if unique.is_empty() {
                 0
             } else {
-                insert_points(self.writer.is_none(), &self.project_id, run_id, &unique, model_id)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(StoreError::query("logging metrics"))?
-                    .rows_affected()
+                insert_points(
+                    self.writer.is_none(),
+                    &self.project_id,
+                    run_id,
+                    &unique,
+                    model_id,
+                )
+                .execute(&self.pool)
+                .await
+                .map_err(StoreError::query("logging metrics"))?
+                .rows_affected()
             };
             if written == 0 {
                 // Nothing written: say why (no such run, or not active).
@@ -1017,10 +1023,16 @@ impl MetaStore {
     ) -> Result<()> {
         let unique = unique_points(metrics);
         for chunk in unique.chunks(MAX_POINTS_PER_STATEMENT) {
-            insert_points(self.writer.is_none(), &self.project_id, run_id, chunk, model_id)
-                .execute(&mut **tx)
-                .await
-                .map_err(StoreError::query("logging metrics"))?;
+            insert_points(
+                self.writer.is_none(),
+                &self.project_id,
+                run_id,
+                chunk,
+                model_id,
+            )
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::query("logging metrics"))?;
         }
         Ok(())
     }
