@@ -274,9 +274,24 @@ async fn lineage(State(s): State<AppState>, Query(q): Q) -> VResult {
 
 async fn audit(State(s): State<AppState>, Query(q): Q) -> VResult {
     let lim = limit(&q, 100, 10_000)?;
-    let items = s
+    let offset: i64 = match q.get("page_token") {
+        None => 0,
+        Some(t) => t.parse().map_err(|_| {
+            ApiError::invalid(
+                "page_token",
+                format!("`{t}` is not a page token this server issued"),
+            )
+        })?,
+    };
+    let mut items = s
         .meta()
-        .audit_log_matching(q.get("action").map(String::as_str).unwrap_or(""), lim)
+        .audit_log_matching(
+            q.get("action").map(String::as_str).unwrap_or(""),
+            lim + 1,
+            offset,
+        )
         .await?;
-    Ok(page(&items, None))
+    let next = (items.len() as i64 > lim).then(|| (offset + lim).to_string());
+    items.truncate(lim as usize);
+    Ok(page(&items, next))
 }

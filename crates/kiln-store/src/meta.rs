@@ -803,7 +803,7 @@ impl MetaStore {
 
     /// The newest `limit` audit entries of the project, newest first.
     pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>> {
-        self.audit_log_matching("", limit).await
+        self.audit_log_matching("", limit, 0).await
     }
 
     /// The newest entries whose action starts with `action_prefix`.
@@ -811,15 +811,17 @@ impl MetaStore {
         &self,
         action_prefix: &str,
         limit: i64,
+        offset: i64,
     ) -> Result<Vec<AuditEntry>> {
         // substr, not LIKE: `_` in an action is not a wildcard.
         let rows = sqlx::query(
             "SELECT at, actor, action, target_kind, target_id, detail FROM audit_log WHERE project_id = $1 \
-             AND substr(action, 1, length($3)) = $3 ORDER BY at DESC, id DESC LIMIT $2",
+             AND substr(action, 1, length($3)) = $3 ORDER BY at DESC, id DESC LIMIT $2 OFFSET $4",
         )
         .bind(&self.project_id)
         .bind(limit)
         .bind(action_prefix)
+        .bind(offset)
         .fetch_all(&self.pool)
         .await
         .map_err(StoreError::query("reading the audit log"))?;
