@@ -1,4 +1,4 @@
-//! OpenLineage run events (https://openlineage.io/spec/2-0-2/OpenLineage.json):
+//! OpenLineage run events (<https://openlineage.io/spec/2-0-2/OpenLineage.json>):
 //! when a run ends, kiln tells a lineage backend (Marquez, a file) which
 //! job ran, on which datasets, and what it produced.
 

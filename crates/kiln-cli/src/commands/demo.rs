@@ -229,7 +229,7 @@ pub async fn demo(args: DemoArgs, printer: Printer) -> anyhow::Result<ExitStatus
         p,
     )
     .await?;
-    step("kiln lineage bikes@champion — from the model back to its run, code and data");
+    step("kiln lineage bikes@champion — from the model back to its run and its data version");
     super::models::lineage(&project, "bikes@champion", 8, p).await?;
     project.meta.close().await;
     println!(

@@ -1218,7 +1218,13 @@ impl MetaStore {
         }
         let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
         for chunk in ids.chunks(500) {
-            let list = placeholders(1, chunk.len());
+            // Positional on SQLite: its named ($N) parameters are found by a
+            // list walk, quadratic over a 500-id list.
+            let list = if self.writer.is_some() {
+                vec!["?"; chunk.len()].join(", ")
+            } else {
+                placeholders(1, chunk.len())
+            };
             let fetch = |sql: String| {
                 let mut q = sqlx::query(AssertSqlSafe(sql));
                 for id in chunk {
