@@ -26,6 +26,16 @@ pub fn artifact_root(uri: &str) -> Option<&str> {
         .map(|p| p.trim_start_matches('/').trim_end_matches('/'))
 }
 
+/// A page of a listing: `{KEY: [...], "next_page_token": …}`, the token
+/// only when there is a next page (as MLflow answers).
+pub fn listing(key: &str, items: Vec<Value>, next: Option<String>) -> Json<Value> {
+    let mut out = serde_json::json!({ key: items });
+    if let Some(n) = next {
+        out["next_page_token"] = n.into();
+    }
+    Json(out)
+}
+
 /// `max_results`, with a default and a ceiling.
 pub fn page_size(p: &Params, default: i64, max: i64) -> Result<i64, ApiError> {
     match p.opt_i64("max_results")? {

@@ -6,7 +6,7 @@ use kiln_store::{KV, ModelVersion, NewModelVersion, StoreError};
 use serde_json::{Value, json};
 
 use super::tracking::{offset, paginate};
-use super::{MResult, page_size, wire};
+use super::{MResult, listing, page_size, wire};
 use crate::AppState;
 use crate::body::Params;
 use crate::error::ApiError;
@@ -116,11 +116,11 @@ pub async fn search_registered_models(State(s): State<AppState>, p: Params) -> M
         })
         .collect();
     let (items, next) = paginate(hits, offset, max);
-    let mut out = json!({ "registered_models": items.iter().map(wire::registered_model).collect::<Vec<_>>() });
-    if let Some(n) = next {
-        out["next_page_token"] = n.into();
-    }
-    Ok(Json(out))
+    Ok(listing(
+        "registered_models",
+        items.iter().map(wire::registered_model).collect::<Vec<_>>(),
+        next,
+    ))
 }
 
 pub async fn get_latest_versions(State(s): State<AppState>, p: Params) -> MResult {
@@ -276,12 +276,11 @@ pub async fn search_model_versions(State(s): State<AppState>, p: Params) -> MRes
         })
         .collect();
     let (items, next) = paginate(hits, offset, max);
-    let mut out =
-        json!({ "model_versions": items.iter().map(wire::model_version).collect::<Vec<_>>() });
-    if let Some(n) = next {
-        out["next_page_token"] = n.into();
-    }
-    Ok(Json(out))
+    Ok(listing(
+        "model_versions",
+        items.iter().map(wire::model_version).collect::<Vec<_>>(),
+        next,
+    ))
 }
 
 pub async fn transition_stage(State(s): State<AppState>, p: Params) -> MResult {

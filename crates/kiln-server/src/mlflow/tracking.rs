@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use kiln_store::{KV, Metric, NewLoggedModel, NewTrackedRun, RunInput, RunUpdate, ViewType};
 use serde_json::{Map, Value, json};
 
-use super::{MResult, artifact_root, page_size, wire};
+use super::{MResult, artifact_root, listing, page_size, wire};
 use crate::AppState;
 use crate::body::{Params, float, int, obj_str};
 use crate::error::ApiError;
@@ -213,12 +213,14 @@ pub async fn search_experiments(State(s): State<AppState>, p: Params) -> MResult
         }
     }
     let (items, next) = paginate(hits, offset, max);
-    let mut out =
-        json!({ "experiments": items.iter().map(|e| wire::experiment(e)).collect::<Vec<_>>() });
-    if let Some(n) = next {
-        out["next_page_token"] = n.into();
-    }
-    Ok(Json(out))
+    Ok(listing(
+        "experiments",
+        items
+            .iter()
+            .map(|e| wire::experiment(e))
+            .collect::<Vec<_>>(),
+        next,
+    ))
 }
 
 pub(crate) fn offset(p: &Params) -> Result<usize, ApiError> {
@@ -366,12 +368,14 @@ pub async fn search_runs(State(s): State<AppState>, p: Params) -> MResult {
             p.opt_str("page_token")?.as_deref(),
         )
         .await?;
-    let mut out =
-        json!({ "runs": page.items.iter().map(|r| wire::run(r, &[])).collect::<Vec<_>>() });
-    if let Some(n) = page.next_page_token {
-        out["next_page_token"] = n.into();
-    }
-    Ok(Json(out))
+    Ok(listing(
+        "runs",
+        page.items
+            .iter()
+            .map(|r| wire::run(r, &[]))
+            .collect::<Vec<_>>(),
+        page.next_page_token,
+    ))
 }
 
 pub async fn log_metric(State(s): State<AppState>, p: Params) -> MResult {
@@ -529,23 +533,29 @@ pub async fn metric_history(State(s): State<AppState>, p: Params) -> MResult {
         .meta()
         .metric_history(&id, &key, max, p.opt_str("page_token")?.as_deref())
         .await?;
-    let mut out = json!({ "metrics": page.items.iter().map(wire::metric).collect::<Vec<_>>() });
-    if let Some(n) = page.next_page_token {
-        out["next_page_token"] = n.into();
-    }
-    Ok(Json(out))
+    Ok(listing(
+        "metrics",
+        page.items.iter().map(wire::metric).collect::<Vec<_>>(),
+        page.next_page_token,
+    ))
 }
 
 /// `GET /mlflow/artifacts/list`: a run's artifacts, paths relative to its root.
 pub async fn list_run_artifacts(State(s): State<AppState>, p: Params) -> MResult {
     let run = s.meta().tracked_run(&run_id(&p)?).await?;
-    let root = artifact_root(&run.artifact_uri).ok_or_else(|| {
+    let sub = p.opt_str("path")?.unwrap_or_default();
+    list_below(&s, &run.artifact_uri, &sub, "run_id").await
+}
+
+/// The files and folders under `sub` of an artifact root, as MLflow's
+/// `ListArtifacts` answers: paths relative to the root.
+async fn list_below(s: &AppState, uri: &str, sub: &str, field: &str) -> MResult {
+    let root = artifact_root(uri).ok_or_else(|| {
         ApiError::invalid(
-            "run_id",
-            "this run's artifacts are not stored by this server",
+            field,
+            format!("artifacts at `{uri}` are not stored by this server"),
         )
     })?;
-    let sub = p.opt_str("path")?.unwrap_or_default();
     let dir = if sub.is_empty() {
         root.to_string()
     } else {
@@ -557,17 +567,14 @@ pub async fn list_run_artifacts(State(s): State<AppState>, p: Params) -> MResult
         .await?
         .into_iter()
         .map(|e| {
-            let rel = relative(&e.path, root);
-            let mut f = json!({ "path": rel, "is_dir": e.is_dir });
+            let mut f = json!({ "path": relative(&e.path, root), "is_dir": e.is_dir });
             if let Some(size) = e.size {
                 f["file_size"] = size.into();
             }
             f
         })
         .collect();
-    Ok(Json(
-        json!({ "root_uri": run.artifact_uri, "files": files }),
-    ))
+    Ok(Json(json!({ "root_uri": uri, "files": files })))
 }
 
 // ---- Logged models ---------------------------------------------------------
@@ -680,11 +687,11 @@ pub async fn search_logged_models(State(s): State<AppState>, p: Params) -> MResu
         })
         .collect();
     let (items, next) = paginate(hits, offset, max);
-    let mut out = json!({ "models": items.iter().map(wire::logged_model).collect::<Vec<_>>() });
-    if let Some(n) = next {
-        out["next_page_token"] = n.into();
-    }
-    Ok(Json(out))
+    Ok(listing(
+        "models",
+        items.iter().map(wire::logged_model).collect::<Vec<_>>(),
+        next,
+    ))
 }
 
 pub async fn list_logged_model_artifacts(
@@ -693,32 +700,6 @@ pub async fn list_logged_model_artifacts(
     p: Params,
 ) -> MResult {
     let m = s.meta().logged_model(&id).await?;
-    let root = artifact_root(&m.artifact_location).ok_or_else(|| {
-        ApiError::invalid(
-            "model_id",
-            "this model's artifacts are not stored by this server",
-        )
-    })?;
     let sub = p.opt_str("artifact_directory_path")?.unwrap_or_default();
-    let dir = if sub.is_empty() {
-        root.to_string()
-    } else {
-        format!("{root}/{}", sub.trim_matches('/'))
-    };
-    let files: Vec<Value> = s
-        .meta()
-        .list_artifacts(&dir)
-        .await?
-        .into_iter()
-        .map(|e| {
-            let mut f = json!({ "path": relative(&e.path, root), "is_dir": e.is_dir });
-            if let Some(size) = e.size {
-                f["file_size"] = size.into();
-            }
-            f
-        })
-        .collect();
-    Ok(Json(
-        json!({ "root_uri": m.artifact_location, "files": files }),
-    ))
+    list_below(&s, &m.artifact_location, &sub, "model_id").await
 }
