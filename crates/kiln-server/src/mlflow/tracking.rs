@@ -354,7 +354,10 @@ async fn run_outputs(s: &AppState, id: &str) -> Result<Vec<(String, i64)>, ApiEr
         .collect())
 }
 
-pub async fn search_runs(State(s): State<AppState>, p: Params) -> MResult {
+pub async fn search_runs(
+    State(s): State<AppState>,
+    p: Params,
+) -> Result<Json<wire::RunsPage>, crate::error::MlflowError> {
     let experiment_ids = p.strings("experiment_ids")?;
     let max = page_size(&p, 1000, 50_000)?;
     let page = s
@@ -368,14 +371,7 @@ pub async fn search_runs(State(s): State<AppState>, p: Params) -> MResult {
             p.opt_str("page_token")?.as_deref(),
         )
         .await?;
-    Ok(listing(
-        "runs",
-        page.items
-            .iter()
-            .map(|r| wire::run(r, &[]))
-            .collect::<Vec<_>>(),
-        page.next_page_token,
-    ))
+    Ok(Json(wire::RunsPage(page)))
 }
 
 pub async fn log_metric(State(s): State<AppState>, p: Params) -> MResult {

@@ -149,3 +149,94 @@ pub fn registered_model(m: &RegisteredModel) -> Value {
         "aliases": m.aliases.iter().map(|(a, v)| json!({ "alias": a, "version": v.to_string() })).collect::<Vec<_>>(),
     })
 }
+
+/// A page of runs written straight to JSON, without building a tree of
+/// values first: a search answers up to 50,000 runs.
+pub struct RunsPage(pub kiln_store::Page<Run>);
+
+impl serde::Serialize for RunsPage {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("runs", &Seq(&self.0.items, RunRef))?;
+        if let Some(t) = &self.0.next_page_token {
+            m.serialize_entry("next_page_token", t)?;
+        }
+        m.end()
+    }
+}
+
+/// A slice serialized through a wrapper of each element.
+struct Seq<'a, T, W>(&'a [T], fn(&'a T) -> W);
+
+impl<'a, T, W: serde::Serialize> serde::Serialize for Seq<'a, T, W> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(self.1))
+    }
+}
+
+struct RunRef<'a>(&'a Run);
+struct KvRef<'a>(&'a KV);
+struct MetricRef<'a>(&'a Metric);
+struct Float(f64);
+
+impl serde::Serialize for Float {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            f if f.is_nan() => s.serialize_str("NaN"),
+            f if f == f64::INFINITY => s.serialize_str("Infinity"),
+            f if f == f64::NEG_INFINITY => s.serialize_str("-Infinity"),
+            f => s.serialize_f64(f),
+        }
+    }
+}
+
+impl serde::Serialize for KvRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("key", &self.0.key)?;
+        m.serialize_entry("value", &self.0.value)?;
+        m.end()
+    }
+}
+
+impl serde::Serialize for MetricRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("key", &self.0.key)?;
+        m.serialize_entry("value", &Float(self.0.value))?;
+        m.serialize_entry("timestamp", &self.0.timestamp)?;
+        m.serialize_entry("step", &self.0.step)?;
+        m.end()
+    }
+}
+
+impl serde::Serialize for RunRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let r = self.0;
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("info", &run_info(r))?;
+        struct Data<'a>(&'a Run);
+        impl serde::Serialize for Data<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut m = s.serialize_map(Some(3))?;
+                m.serialize_entry("metrics", &Seq(&self.0.metrics, MetricRef))?;
+                m.serialize_entry("params", &Seq(&self.0.params, KvRef))?;
+                m.serialize_entry("tags", &Seq(&self.0.tags, KvRef))?;
+                m.end()
+            }
+        }
+        m.serialize_entry("data", &Data(r))?;
+        if r.inputs.is_empty() {
+            m.serialize_entry("inputs", &json!({}))?;
+        } else {
+            m.serialize_entry("inputs", &run(r, &[])["inputs"])?;
+        }
+        m.serialize_entry("outputs", &json!({}))?;
+        m.end()
+    }
+}

@@ -36,6 +36,9 @@ pub enum Bind {
 /// select list); they never multiply rows, so it need not be.
 #[derive(Debug, Clone, Default)]
 pub struct CompiledSearch {
+    /// `LEFT JOIN …` clauses to put after `FROM runs r` (one per metric
+    /// ordered by: a join is cheaper than a subquery per run).
+    pub joins: Vec<String>,
     /// Boolean SQL expressions over alias `r`, to be ANDed.
     pub conditions: Vec<String>,
     /// ORDER BY terms, complete (including tie-breakers r.start_time DESC, r.id ASC at the end).
@@ -62,6 +65,7 @@ pub fn compile_run_search(
     let mut sql = Builder {
         next: first_bind,
         binds: Vec::new(),
+        joins: Vec::new(),
     };
     let conditions = clauses.iter().map(|c| sql.condition(c)).collect();
     let mut terms = Vec::new();
@@ -76,6 +80,7 @@ pub fn compile_run_search(
     }
     terms.push("r.id ASC".to_string());
     Ok(CompiledSearch {
+        joins: sql.joins,
         conditions,
         order_by: terms,
         binds: sql.binds,
@@ -897,6 +902,7 @@ fn parse_order_by(s: &str) -> Result<Order, SearchError> {
 struct Builder {
     next: usize,
     binds: Vec<Bind>,
+    joins: Vec<String>,
 }
 
 impl Builder {
@@ -998,17 +1004,14 @@ impl Builder {
                 terms.push(format!("{column} {direction}"));
             }
             Field::Metric(key) => {
+                let k = self.bind(Bind::Text(key.clone()));
+                let alias = format!("om{}", self.joins.len());
+                self.joins.push(format!(
+                    "LEFT JOIN latest_metrics {alias} ON {alias}.run_id = r.id AND {alias}.key = {k}"
+                ));
                 // 0 a number, 1 NaN, 2 no such metric.
-                let k = self.bind(Bind::Text(key.clone()));
-                terms.push(format!(
-                    "COALESCE((SELECT lm.is_nan FROM latest_metrics lm \
-                     WHERE lm.run_id = r.id AND lm.key = {k}), 2)"
-                ));
-                let k = self.bind(Bind::Text(key.clone()));
-                terms.push(format!(
-                    "(SELECT lm.value FROM latest_metrics lm \
-                     WHERE lm.run_id = r.id AND lm.key = {k}) {direction}"
-                ));
+                terms.push(format!("COALESCE({alias}.is_nan, 2)"));
+                terms.push(format!("{alias}.value {direction}"));
             }
             Field::Param(key) | Field::Tag(key) => {
                 let (table, alias) = match order.field {
@@ -1396,7 +1399,10 @@ mod tests {
         let order_by: Vec<String> = order_by.iter().map(|s| s.to_string()).collect();
         let compiled = compile_run_search(filter, &order_by, 2)
             .unwrap_or_else(|e| panic!("{filter:?} {order_by:?}: {e}"));
-        let mut sql = String::from("SELECT r.id FROM runs r WHERE r.project_id = $1");
+        let mut sql = format!(
+            "SELECT r.id FROM runs r {} WHERE r.project_id = $1",
+            compiled.joins.join(" ")
+        );
         for condition in &compiled.conditions {
             sql.push_str(" AND ");
             sql.push_str(condition);

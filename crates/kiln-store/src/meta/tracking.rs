@@ -1233,7 +1233,7 @@ impl MetaStore {
                 q.fetch_all(&self.pool)
             };
             for r in fetch(format!(
-                "SELECT run_id, key, value FROM run_params WHERE run_id IN ({list}) ORDER BY key"
+                "SELECT run_id, key, value FROM run_params WHERE run_id IN ({list}) ORDER BY run_id, key"
             ))
             .await
             .map_err(StoreError::query("reading run parameters"))?
@@ -1245,7 +1245,7 @@ impl MetaStore {
                 ));
             }
             for r in fetch(format!(
-                "SELECT run_id, key, value FROM run_tags WHERE run_id IN ({list}) ORDER BY key"
+                "SELECT run_id, key, value FROM run_tags WHERE run_id IN ({list}) ORDER BY run_id, key"
             ))
             .await
             .map_err(StoreError::query("reading run tags"))?
@@ -1258,7 +1258,7 @@ impl MetaStore {
             }
             for r in fetch(format!(
                 "SELECT run_id, key, step, timestamp, value, is_nan FROM latest_metrics \
-                 WHERE run_id IN ({list}) ORDER BY key"
+                 WHERE run_id IN ({list}) ORDER BY run_id, key"
             ))
             .await
             .map_err(StoreError::query("reading run metrics"))?
@@ -1322,7 +1322,8 @@ impl MetaStore {
         conditions.extend(compiled.conditions);
         let n = first + compiled.binds.len();
         let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM runs r WHERE {} ORDER BY {} LIMIT ${n} OFFSET ${}",
+            "SELECT {RUN_COLUMNS} FROM runs r {} WHERE {} ORDER BY {} LIMIT ${n} OFFSET ${}",
+            compiled.joins.join(" "),
             conditions.join(" AND "),
             compiled.order_by.join(", "),
             n + 1
