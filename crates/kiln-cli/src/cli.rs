@@ -126,6 +126,30 @@ pub enum Command {
     /// Point MLflow's client at it: `MLFLOW_TRACKING_URI=http://HOST:PORT`.
     /// kiln's REST API is under /api/v1 (OpenAPI at /api/openapi.json).
     Server(ServerArgs),
+    /// Serve models for real-time predictions: MLflow's /invocations, the
+    /// Open Inference Protocol v2, kiln's REST API and /metrics.
+    ///
+    /// Each TARGET is a deployment declared in kiln.yaml (`deployments:`), or
+    /// a model: `NAME@ALIAS` (follows the alias: moving it swaps the new
+    /// version in without failing a request), `NAME@VERSION`, a run id or a
+    /// model file (kiln, ONNX, LightGBM text, XGBoost JSON). Name a model's
+    /// deployment with `DEPLOYMENT=MODEL`. No TARGET serves every declared
+    /// deployment.
+    ///
+    ///   kiln serve fraud@champion
+    ///   kiln serve fraud@champion --split fraud@challenger=10 --shadow fraud@candidate
+    ///   curl -d '{"dataframe_records": [{"amount": 12.5}]}' \
+    ///        -H 'content-type: application/json' localhost:8080/invocations
+    Serve(ServeArgs),
+    /// Show a deployment's logged predictions, newest first, with the
+    /// labels fed back for them (POST …/feedback).
+    Predictions {
+        /// The deployment's name.
+        deployment: String,
+        /// How many rows to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
     /// Show the audit log: who changed what, and when, newest first.
     Audit {
         /// How many entries to show.
@@ -346,6 +370,46 @@ pub struct ServerArgs {
     /// Port to listen on (0 picks a free one).
     #[arg(long, short, default_value_t = 5000, env = "KILN_PORT")]
     pub port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Deployments from kiln.yaml, or models to serve (`[DEPLOYMENT=]MODEL`).
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Send PERCENT of requests to another model (A/B): `MODEL=PERCENT`.
+    /// Repeatable; only with a single model TARGET.
+    #[arg(long, value_name = "MODEL=PERCENT")]
+    pub split: Vec<String>,
+    /// Score every request with this model too, without answering from it,
+    /// and compare (GET /api/v1/deployments/NAME/shadow).
+    #[arg(long, value_name = "MODEL")]
+    pub shadow: Option<String>,
+    /// Route by this input column (first row), so that a key always meets
+    /// the same model; the header `x-kiln-key` routes too.
+    #[arg(long, value_name = "COLUMN")]
+    pub sticky: Option<String>,
+    /// Fraction of requests whose predictions are logged (0 to 1).
+    #[arg(long, value_name = "FRACTION")]
+    pub sample: Option<f64>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1", env = "KILN_HOST")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, short, default_value_t = 8080, env = "KILN_SERVE_PORT")]
+    pub port: u16,
+    /// Answer 503 to a request that takes longer (e.g. `30s`).
+    #[arg(long, default_value = "30s", value_parser = crate::commands::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Largest request body, in MiB.
+    #[arg(long, default_value_t = 32, value_name = "MIB")]
+    pub max_body: usize,
+    /// How often to check whether followed aliases moved.
+    #[arg(long, default_value = "2s", value_parser = crate::commands::parse_duration)]
+    pub reload_every: std::time::Duration,
+    /// How long logged predictions are buffered before a segment is written.
+    #[arg(long, default_value = "60s", value_parser = crate::commands::parse_duration)]
+    pub log_flush: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

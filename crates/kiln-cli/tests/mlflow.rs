@@ -6,62 +6,19 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-use common::Project;
+use common::{Project, Server};
 use serde_json::Value;
 
-/// A `kiln server` on a free port in a project, stopped on drop.
-struct Server {
-    child: Child,
-    url: String,
-    log: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Server {
-    fn start(p: &Project) -> Self {
-        Self::start_with(p, &[])
-    }
-
-    fn start_with(p: &Project, env: &[(&str, String)]) -> Self {
-        let mut command = p.command(&["server", "--port", "0"]);
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let mut child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start kiln server");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut url = None;
-        let mut seen = String::new();
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            seen.push_str(&line);
-            seen.push('\n');
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                url = Some(rest.split_whitespace().next().unwrap().to_string());
-                break;
-            }
-        }
-        let url = url.unwrap_or_else(|| panic!("kiln server did not start:\n{seen}"));
-        // Keep draining stderr so the server never blocks on a full pipe.
-        let log = std::sync::Arc::new(std::sync::Mutex::new(seen));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                let mut s = sink.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-        Server { child, url, log }
-    }
-
+/// Runs scripts of tests/mlflow against a server.
+trait Scripts {
     /// Runs a script of tests/mlflow against this server; returns the JSON
     /// line it prints last.
+    fn run_script(&self, script: &str, args: &[&str]) -> Value;
+}
+
+impl Scripts for Server {
     fn run_script(&self, script: &str, args: &[&str]) -> Value {
         let python =
             std::env::var(kiln_core::EnvVars::KILN_TEST_MLFLOW_PYTHON).unwrap_or_else(|_| {
@@ -95,20 +52,13 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-12 * a.abs().max(1.0)
 }
 
 /// Runs flow.py and checks every fact it reports through the CLI.
 fn flow_lands_in_kiln(p: &Project, env: &[(&str, String)]) -> Value {
-    let server = Server::start_with(p, env);
+    let server = Server::start(p, &["server", "--port", "0"], env);
     let facts = server.run_script("flow.py", &[]);
     let run_id = facts["run_ids"][0].as_str().unwrap();
 
@@ -330,7 +280,7 @@ async fn mlflow_client_flow_works_on_postgres_and_s3() {
 #[test]
 fn thirty_two_concurrent_mlflow_clients_lose_no_point() {
     let p = Project::new();
-    let server = Server::start(&p);
+    let server = Server::start(&p, &["server", "--port", "0"], &[]);
     let summary = server.run_script(
         "concurrent_writes.py",
         &["--workers", "32", "--points", "50", "--batch", "200"],

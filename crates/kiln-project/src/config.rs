@@ -24,6 +24,70 @@ pub struct KilnYaml {
     pub objects: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub datasets: BTreeMap<String, DatasetConfig>,
+    /// What `kiln serve` serves, by deployment name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deployments: BTreeMap<String, DeploymentConfig>,
+}
+
+/// One deployment: the model answering, and optionally others taking a
+/// share of traffic (A/B) or mirroring it (shadow).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentConfig {
+    /// The model answering: `NAME@ALIAS` (follows the alias as it moves),
+    /// `NAME@VERSION`, a run id or a model file.
+    pub model: String,
+    /// Other models answering a percentage of requests each; `model` takes
+    /// the rest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub split: Vec<SplitConfig>,
+    /// A model that scores every request too, without answering it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<String>,
+    /// Route by this request key (a header `x-kiln-key`, or this input
+    /// column of the first row), so the same key always meets the same model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sticky: Option<String>,
+    /// The fraction of requests whose predictions are logged (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<f64>,
+}
+
+/// A share of a deployment's traffic.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitConfig {
+    pub model: String,
+    /// Percent of requests, above 0 and below 100 (all splits together).
+    pub percent: f64,
+}
+
+impl DeploymentConfig {
+    /// Checks percentages and the sampling rate.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let mut total = 0.0;
+        for s in &self.split {
+            if !(s.percent > 0.0 && s.percent < 100.0) {
+                return Err(format!(
+                    "split `{}`: percent must be above 0 and below 100, not {}",
+                    s.model, s.percent
+                ));
+            }
+            total += s.percent;
+        }
+        if total >= 100.0 {
+            return Err(format!(
+                "the splits take {total}% of traffic; leave some for `{}` (together below 100)",
+                self.model
+            ));
+        }
+        if let Some(r) = self.sample
+            && !(0.0..=1.0).contains(&r)
+        {
+            return Err(format!("sample must be between 0 and 1, not {r}"));
+        }
+        Ok(())
+    }
 }
 
 /// What is declared about one dataset.
@@ -48,6 +112,12 @@ impl KilnYaml {
             path: path.into(),
             message: e.to_string(),
         })?;
+        for (name, d) in &cfg.deployments {
+            d.validate().map_err(|e| ProjectError::Config {
+                path: path.into(),
+                message: format!("deployment `{name}`: {e}"),
+            })?;
+        }
         for (name, d) in &cfg.datasets {
             d.checks.validate().map_err(|e| ProjectError::Config {
                 path: path.into(),

@@ -18,8 +18,9 @@ mod registry;
 pub mod state;
 pub mod training;
 
-pub use config::{DatasetConfig, KilnYaml};
+pub use config::{DatasetConfig, DeploymentConfig, KilnYaml, SplitConfig};
 pub use error::ProjectError;
 pub use project::{Locations, Project, find_root};
+pub use registry::{FetchedModel, ModelRef};
 
 pub type Result<T, E = ProjectError> = std::result::Result<T, E>;

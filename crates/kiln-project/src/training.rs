@@ -243,6 +243,21 @@ impl Project {
         if path.is_file() || looks_like_path(reference) {
             return Model::load(path).map_err(ProjectError::Ml);
         }
+        let r = crate::ModelRef::parse(reference);
+        if matches!(
+            r,
+            crate::ModelRef::Alias { .. } | crate::ModelRef::Version { .. }
+        ) {
+            let fetched = self.fetch_model(&r).await?;
+            if fetched.format != "kiln" {
+                return Err(ProjectError::WrongKind(format!(
+                    "{reference} is a {} model; this command reads kiln models (serve imported \
+                     models with `kiln serve`)",
+                    fetched.format
+                )));
+            }
+            return Model::from_bytes(&fetched.bytes, reference).map_err(ProjectError::Ml);
+        }
         let id = reference.strip_prefix("run:").unwrap_or(reference);
         let run = self.meta.run(id).await?;
         let object = run.model_object.as_deref().ok_or_else(|| {

@@ -25,6 +25,7 @@ mod body;
 pub mod error;
 mod filter;
 pub mod mlflow;
+pub mod serve;
 mod v1;
 
 use auth::{Authorizer, Guard, LocalOwner, Permission};
@@ -174,7 +175,7 @@ pub async fn serve(
         .await
 }
 
-async fn shutdown() {
+pub(crate) async fn shutdown() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

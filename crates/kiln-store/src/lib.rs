@@ -24,10 +24,10 @@ mod url;
 pub use error::StoreError;
 pub use meta::{
     ArtifactEntry, AuditEntry, CheckRecord, DEFAULT_EXPERIMENT, DatasetRecord, DatasetSummary,
-    Experiment, KV, LineageEdge, LoggedModel, MetaStore, Metric, ModelVersion, NewLoggedModel,
-    NewModelVersion, NewRun, NewTrackedRun, NewVersion, Page, RegisteredModel, Run, RunInput,
-    RunRecord, RunUpdate, VersionRecord, VersionSpec, ViewType, check_alias, check_artifact_path,
-    now_ms,
+    Experiment, Feedback, KV, LineageEdge, LoggedModel, MetaStore, Metric, ModelVersion,
+    NewLoggedModel, NewModelVersion, NewRun, NewTrackedRun, NewVersion, Page, PredictionSegment,
+    RegisteredModel, Run, RunInput, RunRecord, RunUpdate, VersionRecord, VersionSpec, ViewType,
+    check_alias, check_artifact_path, now_ms,
 };
 pub use objects::{ObjectLock, Objects, Staged, hash_file};
 pub use url::{ObjectsUrl, StoreUrl};

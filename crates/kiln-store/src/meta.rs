@@ -12,11 +12,13 @@ use crate::{Result, StoreError, StoreUrl};
 
 mod artifacts;
 mod gc;
+mod predictions;
 mod registry;
 mod runs;
 mod search;
 mod tracking;
 pub use artifacts::{ArtifactEntry, LoggedModel, NewLoggedModel, check_artifact_path};
+pub use predictions::{Feedback, PredictionSegment};
 pub use registry::{ModelVersion, NewModelVersion, RegisteredModel, check_alias};
 pub use runs::{NewRun, RunRecord};
 pub use tracking::{

@@ -45,6 +45,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
             "../migrations/20261127100000_latest_metrics_postgres.sql"
         )),
     },
+    Migration {
+        version: 20261205090000,
+        name: "serving",
+        sql: include_str!("../migrations/20261205090000_serving.sql"),
+        postgres_sql: None,
+    },
 ];
 
 pub(crate) async fn run(pool: &AnyPool, postgres: bool) -> Result<()> {

@@ -4,6 +4,7 @@ mod data;
 mod demo;
 mod init;
 mod models;
+mod serve;
 mod tracking;
 mod train;
 
@@ -69,6 +70,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         }
         Command::Gc(args) => {
             with_project(&locations, async |p| tracking::gc(p, args, printer).await).await
+        }
+        Command::Predictions { deployment, limit } => {
+            with_project(&locations, async |p| {
+                serve::predictions(p, &deployment, limit, printer).await
+            })
+            .await
+        }
+        Command::Serve(args) => {
+            let project = open(&locations).await?;
+            serve::serve(project, args, printer).await
         }
         Command::Server(args) => {
             let project = open(&locations).await?;

@@ -18,7 +18,7 @@ use crate::output::{Printer, table, thousands};
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     let bad = || {
         anyhow::anyhow!(
-            "Invalid duration `{s}`\n  hint: write seconds (`90`), or with units: `30s`, `2m`, `1h`, `1m30s`"
+            "Invalid duration `{s}`\n  hint: write seconds (`90`), or with units: `250ms`, `30s`, `2m`, `1h`, `1m30s`"
         )
     };
     let t = s.trim();
@@ -29,12 +29,17 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     }
     let mut total = 0.0;
     let mut num = String::new();
-    for c in t.chars() {
+    let mut chars = t.chars().peekable();
+    while let Some(c) = chars.next() {
         if c.is_ascii_digit() || c == '.' {
             num.push(c);
             continue;
         }
         let unit = match c {
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                0.001
+            }
             's' => 1.0,
             'm' => 60.0,
             'h' => 3600.0,

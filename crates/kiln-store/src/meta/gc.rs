@@ -117,6 +117,7 @@ impl MetaStore {
                 "SELECT object AS o, '' AS p FROM model_versions WHERE object IS NOT NULL",
                 "o",
             ),
+            ("SELECT object AS o, '' AS p FROM prediction_segments", "o"),
         ] {
             for r in text(sql)
                 .await

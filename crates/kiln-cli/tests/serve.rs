@@ -1,0 +1,758 @@
+//! `kiln serve` through real HTTP on loopback: every protocol against
+//! `kiln predict` on the same rows, bad input, A/B and sticky routing, a
+//! shadow, an alias moved under load, the prediction log and feedback,
+//! /metrics, and graceful shutdown.
+
+mod common;
+
+use common::{BIKES, Project, Server};
+use serde_json::{Value, json};
+
+/// A project with the bundled bikes data, two trained models registered as
+/// versions 1 and 2 of `bikes`, and `champion` on version 1.
+fn two_versions() -> Project {
+    let p = Project::new();
+    p.kiln(&["data", "add", "bikes", BIKES, "-q"]).ok();
+    for seed in ["1", "2"] {
+        let out = p
+            .kiln(&[
+                "train", "bikes", "--target", "bikers", "--trials", "2", "--seed", seed, "--json",
+            ])
+            .ok()
+            .json();
+        let run = out["model"].as_str().unwrap().to_string();
+        p.kiln(&["models", "register", "bikes", "--run", &run, "-q"])
+            .ok();
+    }
+    p.kiln(&["models", "alias", "bikes", "champion", "1", "-q"])
+        .ok();
+    p
+}
+
+/// The first `n` rows of the bikes data, without the target, as records.
+fn records(n: usize) -> Vec<Value> {
+    let text = std::fs::read_to_string(BIKES).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    lines
+        .take(n)
+        .map(|l| {
+            let mut o = serde_json::Map::new();
+            for (k, v) in header.iter().zip(l.split(',')) {
+                if *k == "bikers" {
+                    continue;
+                }
+                let v: Value = v
+                    .parse::<i64>()
+                    .map(Value::from)
+                    .or_else(|_| v.parse::<f64>().map(Value::from))
+                    .unwrap_or_else(|_| Value::from(v));
+                o.insert(k.to_string(), v);
+            }
+            Value::Object(o)
+        })
+        .collect()
+}
+
+/// The same rows as CSV (header first), without the target.
+fn csv(rows: &[Value]) -> String {
+    let cols: Vec<&String> = rows[0].as_object().unwrap().keys().collect();
+    let mut s = cols
+        .iter()
+        .map(|c| c.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    s.push('\n');
+    for r in rows {
+        let line: Vec<String> = cols
+            .iter()
+            .map(|c| match &r[c.as_str()] {
+                Value::String(s) => s.clone(),
+                v => v.to_string(),
+            })
+            .collect();
+        s.push_str(&line.join(","));
+        s.push('\n');
+    }
+    s
+}
+
+/// `kiln predict MODEL` on the rows: the prediction column.
+fn kiln_predict(p: &Project, model: &str, rows: &[Value]) -> Vec<f64> {
+    p.write("rows.csv", csv(rows));
+    p.kiln(&["predict", model, "rows.csv", "-o", "out.csv", "-q"])
+        .ok();
+    let out = std::fs::read_to_string(p.path("out.csv")).unwrap();
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let at = header.iter().position(|h| *h == "prediction").unwrap();
+    lines
+        .map(|l| l.split(',').nth(at).unwrap().parse().unwrap())
+        .collect()
+}
+
+fn numbers(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+fn assert_close(got: &[f64], want: &[f64], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: row count");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-9 * w.abs().max(1.0),
+            "{what}: row {i}: served {g}, kiln predict {w}"
+        );
+    }
+}
+
+struct Http {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Http {
+    fn new(server: &Server) -> Self {
+        Http {
+            client: reqwest::Client::new(),
+            base: server.url.clone(),
+        }
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: String,
+    ) -> (u16, Option<String>, Value) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let id = r
+            .headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_string());
+        let text = r.text().await.unwrap();
+        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, id, v)
+    }
+
+    async fn json(&self, path: &str, body: Value) -> (u16, Option<String>, Value) {
+        self.post(path, "application/json", body.to_string()).await
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+}
+
+fn serve(p: &Project, args: &[&str]) -> Server {
+    let mut all = vec!["serve", "--port", "0"];
+    all.extend_from_slice(args);
+    Server::start(p, &all, &[])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_protocol_answers_what_kiln_predict_computes() {
+    let p = two_versions();
+    let rows = records(25);
+    let want = kiln_predict(&p, "bikes@1", &rows);
+    let server = serve(&p, &["bikes@champion"]);
+    let http = Http::new(&server);
+    let cols: Vec<String> = rows[0].as_object().unwrap().keys().cloned().collect();
+    let split = json!({
+        "columns": cols,
+        "data": rows.iter().map(|r| cols.iter().map(|c| r[c].clone()).collect::<Vec<_>>()).collect::<Vec<_>>(),
+    });
+
+    // MLflow's four JSON formats and CSV.
+    for body in [
+        json!({ "dataframe_split": split }),
+        json!({ "dataframe_records": rows }),
+        json!({ "instances": rows }),
+        json!({ "inputs": rows }),
+    ] {
+        let (status, id, v) = http.json("/invocations", body.clone()).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(id.unwrap().len(), 32);
+        assert_close(&numbers(&v["predictions"]), &want, &format!("{body:.40}"));
+    }
+    let (status, _, v) = http.post("/invocations", "text/csv", csv(&rows)).await;
+    assert_eq!(status, 200, "{v}");
+    assert_close(&numbers(&v["predictions"]), &want, "CSV");
+
+    // Open Inference Protocol v2: one tensor per column.
+    let inputs: Vec<Value> = cols
+        .iter()
+        .map(|c| {
+            let data: Vec<Value> = rows.iter().map(|r| r[c].clone()).collect();
+            let datatype = if data[0].is_string() {
+                "BYTES"
+            } else if data.iter().all(Value::is_i64) {
+                "INT64"
+            } else {
+                "FP64"
+            };
+            json!({ "name": c, "shape": [rows.len()], "datatype": datatype, "data": data })
+        })
+        .collect();
+    let (status, id, v) = http
+        .json(
+            "/v2/models/bikes/infer",
+            json!({ "id": "req-7", "inputs": inputs }),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["id"], "req-7");
+    assert_eq!(id.as_deref(), Some("req-7"));
+    assert_eq!(v["model_version"], "1");
+    assert_close(&numbers(&v["outputs"][0]["data"]), &want, "v2");
+    let (status, _, _) = http
+        .json(
+            "/v2/models/bikes/versions/1/infer",
+            json!({ "inputs": inputs }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _, v) = http
+        .json(
+            "/v2/models/bikes/versions/9/infer",
+            json!({ "inputs": inputs }),
+        )
+        .await;
+    assert_eq!(status, 404, "{v}");
+    let (status, meta) = http.get("/v2/models/bikes").await;
+    assert_eq!(status, 200);
+    let meta: Value = serde_json::from_str(&meta).unwrap();
+    assert_eq!(meta["inputs"].as_array().unwrap().len(), cols.len());
+    assert_eq!(http.get("/v2/health/ready").await.0, 200);
+    assert_eq!(http.get("/v2/models/bikes/ready").await.0, 200);
+    assert_eq!(http.get("/healthz").await.0, 200);
+    assert_eq!(http.get("/readyz").await.0, 200);
+
+    // kiln's own: records in; predictions, version and request id out.
+    let (status, id, v) = http
+        .json(
+            "/api/v1/deployments/bikes/predict",
+            json!({ "records": rows }),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["request_id"].as_str(), id.as_deref());
+    assert_eq!(v["model"]["version"], "1");
+    assert_close(&numbers(&v["predictions"]), &want, "kiln");
+    let (status, _, v) = http
+        .json(
+            "/api/v1/deployments/bikes/predict",
+            json!({ "records": rows, "explain": true }),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_400_naming_the_column_and_row() {
+    let p = two_versions();
+    let server = serve(&p, &["bikes@champion", "--max-body", "1"]);
+    let http = Http::new(&server);
+    let good = records(3);
+
+    // A value of the wrong type, in the second row.
+    let mut rows = good.clone();
+    rows[1]["hour"] = json!("noon");
+    let (status, _, v) = http
+        .json(
+            "/api/v1/deployments/bikes/predict",
+            json!({ "records": rows }),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["column"], "hour");
+    assert_eq!(v["error"]["row"], 1);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("noon"),
+        "{v}"
+    );
+
+    // A missing column, named; an extra one, named.
+    let mut rows = good.clone();
+    rows.iter_mut().for_each(|r| {
+        r.as_object_mut().unwrap().remove("temp");
+    });
+    let (status, _, v) = http
+        .json("/invocations", json!({ "dataframe_records": rows }))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(v["error_code"], "BAD_REQUEST");
+    assert!(v["message"].as_str().unwrap().contains("\"temp\""), "{v}");
+    let mut rows = good.clone();
+    rows[0]["shoe_size"] = json!(44);
+    rows[1]["shoe_size"] = json!(44);
+    rows[2]["shoe_size"] = json!(44);
+    let (status, _, v) = http
+        .json("/invocations", json!({ "dataframe_records": rows }))
+        .await;
+    assert_eq!(status, 400);
+    assert!(v["message"].as_str().unwrap().contains("shoe_size"), "{v}");
+
+    // No rows; malformed JSON; no recognised format; a wrong content type.
+    let (status, _, v) = http
+        .json("/invocations", json!({ "dataframe_records": [] }))
+        .await;
+    assert_eq!(status, 400);
+    assert!(v["message"].as_str().unwrap().contains("no rows"), "{v}");
+    let (status, _, v) = http
+        .post("/invocations", "application/json", "{\"dataframe".into())
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        v["message"].as_str().unwrap().contains("not valid JSON"),
+        "{v}"
+    );
+    let (status, _, v) = http.json("/invocations", json!({ "rows": good })).await;
+    assert_eq!(status, 400);
+    assert!(
+        v["message"].as_str().unwrap().contains("dataframe_split"),
+        "{v}"
+    );
+    let (status, _, _) = http
+        .post("/invocations", "application/xml", "<x/>".into())
+        .await;
+    assert_eq!(status, 415);
+
+    // v2: a tensor whose length disagrees with its shape.
+    let (status, _, v) = http
+        .json(
+            "/v2/models/bikes/infer",
+            json!({ "inputs": [{ "name": "hour", "shape": [2], "datatype": "INT64", "data": [1] }] }),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"].is_string());
+
+    // An unknown deployment; a body over --max-body (1 MiB).
+    let (status, _, _) = http
+        .json(
+            "/api/v1/deployments/nope/predict",
+            json!({ "records": good }),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let big = "x".repeat(2 << 20);
+    let (status, _, _) = http.post("/invocations", "text/csv", big).await;
+    assert_eq!(status, 413);
+
+    // Rows refused by the model's signature count against its version;
+    // every error answer counts by deployment and status.
+    let (_, metrics) = http.get("/metrics").await;
+    let value = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        value(
+            "kiln_requests_total{deployment=\"bikes\",model=\"bikes\",version=\"1\",outcome=\"client_error\"}"
+        ),
+        4.0
+    );
+    assert_eq!(
+        value("kiln_request_errors_total{deployment=\"bikes\",status=\"400\"}"),
+        7.0
+    );
+    assert_eq!(
+        value("kiln_request_errors_total{deployment=\"bikes\",status=\"415\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("kiln_request_errors_total{deployment=\"\",status=\"404\"}"),
+        1.0
+    );
+
+    // Bad declarations never start a server.
+    let out = p.kiln(&[
+        "serve",
+        "bikes@champion",
+        "--split",
+        "bikes@2=120",
+        "--port",
+        "0",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("percent"), "{}", out.stderr);
+    let out = p.kiln(&["serve", "bikes@nope", "--port", "0"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("nope"), "{}", out.stderr);
+    let out = p.kiln(&["serve", "--port", "0"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("Nothing to serve"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_the_alias_swaps_the_version_without_a_failed_request() {
+    let p = two_versions();
+    let rows = records(1);
+    let want2 = kiln_predict(&p, "bikes@2", &rows);
+    let server = serve(&p, &["bikes@champion", "--reload-every", "100ms"]);
+    let http = std::sync::Arc::new(Http::new(&server));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut firing = Vec::new();
+    for _ in 0..4 {
+        let (http, stop, rows) = (http.clone(), stop.clone(), rows.clone());
+        firing.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (status, _, v) = http
+                    .json(
+                        "/api/v1/deployments/bikes/predict",
+                        json!({ "records": rows }),
+                    )
+                    .await;
+                seen.push((
+                    status,
+                    v["model"]["version"].clone(),
+                    v["predictions"][0].clone(),
+                ));
+            }
+            seen
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    p.kiln(&["models", "alias", "bikes", "champion", "2", "-q"])
+        .ok();
+    // Wait until version 2 answers, then a little longer.
+    let mut answered_by_2 = false;
+    for _ in 0..100 {
+        let (_, _, v) = http
+            .json(
+                "/api/v1/deployments/bikes/predict",
+                json!({ "records": rows }),
+            )
+            .await;
+        if v["model"]["version"] == "2" {
+            answered_by_2 = true;
+            assert_close(&numbers(&v["predictions"]), &want2, "after the swap");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(answered_by_2, "version 2 never answered:\n{}", server.log());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut all = Vec::new();
+    for f in firing {
+        all.extend(f.await.unwrap());
+    }
+    let failed: Vec<_> = all.iter().filter(|(s, _, _)| *s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}",
+        failed.len(),
+        all.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert!(all.iter().any(|(_, v, _)| v == "1"));
+    assert!(all.iter().any(|(_, v, _)| v == "2"));
+    // Once 2 answered, 1 never answers again (the swap is whole).
+    assert!(
+        server.log().contains("moved from v1 to v2"),
+        "{}",
+        server.log()
+    );
+    let (_, metrics) = http.get("/metrics").await;
+    assert!(metrics.contains("kiln_model_reloads_total 1"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_sends_its_share_and_a_key_always_meets_the_same_version() {
+    let p = two_versions();
+    let server = serve(&p, &["bikes@1", "--split", "bikes@2=30"]);
+    let http = Http::new(&server);
+    let rows = records(1);
+    let mut by_2 = 0;
+    for _ in 0..400 {
+        let (status, _, v) = http
+            .json(
+                "/api/v1/deployments/bikes/predict",
+                json!({ "records": rows }),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        if v["model"]["version"] == "2" {
+            by_2 += 1;
+        }
+    }
+    // An evenly spread sequence: 30% within a couple of requests.
+    assert!(
+        (110..=130).contains(&by_2),
+        "version 2 answered {by_2} of 400"
+    );
+
+    // Sticky: a key always meets the same version, and keys spread.
+    let mut versions = std::collections::HashSet::new();
+    for k in 0..40 {
+        let key = format!("customer-{k}");
+        let (_, _, first) = http
+            .json(
+                "/api/v1/deployments/bikes/predict",
+                json!({ "records": rows, "key": key }),
+            )
+            .await;
+        for _ in 0..3 {
+            let (_, _, again) = http
+                .json(
+                    "/api/v1/deployments/bikes/predict",
+                    json!({ "records": rows, "key": key }),
+                )
+                .await;
+            assert_eq!(again["model"], first["model"], "key {key}");
+        }
+        versions.insert(first["model"]["version"].as_str().unwrap().to_string());
+    }
+    assert_eq!(versions.len(), 2, "40 keys all met one version");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_scores_every_request_and_reports_agreement() {
+    let p = two_versions();
+    let server = serve(
+        &p,
+        &[
+            "bikes@champion",
+            "--shadow",
+            "bikes@2",
+            "--log-flush",
+            "100ms",
+        ],
+    );
+    let http = Http::new(&server);
+    let rows = records(4);
+    let want1 = kiln_predict(&p, "bikes@1", &rows);
+    for _ in 0..10 {
+        let (status, _, v) = http
+            .json(
+                "/api/v1/deployments/bikes/predict",
+                json!({ "records": rows }),
+            )
+            .await;
+        assert_eq!(status, 200);
+        // The champion answers.
+        assert_eq!(v["model"]["version"], "1");
+        assert_close(&numbers(&v["predictions"]), &want1, "champion");
+    }
+    let mut report = Value::Null;
+    for _ in 0..50 {
+        let (status, text) = http.get("/api/v1/deployments/bikes/shadow").await;
+        assert_eq!(status, 200, "{text}");
+        report = serde_json::from_str(&text).unwrap();
+        if report["compared_rows"] == 40 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(report["compared_rows"], 40, "{report}");
+    assert_eq!(report["shadow"]["version"], "2");
+    // Two different models: values differ, so regression rows disagree.
+    let agreement = report["agreement"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&agreement));
+    assert!(
+        report["mean_abs_difference"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    assert!(report["latency_ms"]["shadow"]["p50"].as_f64().unwrap() > 0.0);
+    let (_, metrics) = http.get("/metrics").await;
+    assert!(
+        metrics.contains("kiln_shadow_rows_total{deployment=\"bikes\"} 40"),
+        "{metrics}"
+    );
+
+    // Both models' predictions are logged, by role.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let logged = p
+        .kiln(&["predictions", "bikes", "--limit", "1000", "--json"])
+        .ok()
+        .json();
+    let roles: Vec<&str> = logged
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles.iter().filter(|r| **r == "answer").count(), 40);
+    assert_eq!(roles.iter().filter(|r| **r == "shadow").count(), 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predictions_are_logged_and_labels_arrive_later_by_request_id() {
+    let p = two_versions();
+    let mut server = serve(&p, &["bikes@champion"]);
+    let http = Http::new(&server);
+    let rows = records(3);
+    let (_, id, v) = http
+        .json(
+            "/api/v1/deployments/bikes/predict",
+            json!({ "records": rows }),
+        )
+        .await;
+    let id = id.unwrap();
+    let predicted = numbers(&v["predictions"]);
+    let (status, _, _) = http
+        .json("/invocations", json!({ "dataframe_records": &rows[..1] }))
+        .await;
+    assert_eq!(status, 200);
+
+    // Labels for rows 0 and 2 of the first request; one sent twice (the
+    // second replaces the first); bad feedback is refused.
+    let (status, _, v) = http
+        .json(
+            "/api/v1/deployments/bikes/feedback",
+            json!({ "feedback": [
+                { "request_id": id, "row": 0, "label": 10 },
+                { "request_id": id, "row": 2, "label": 30 },
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["accepted"], 2);
+    let (status, _, _) = http
+        .json(
+            "/api/v1/deployments/bikes/feedback",
+            json!({ "request_id": id, "row": 0, "label": 11 }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _, v) = http
+        .json("/api/v1/deployments/bikes/feedback", json!({ "label": 3 }))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(v["error"]["column"], "request_id");
+    let (status, _, _) = http
+        .json(
+            "/api/v1/deployments/bikes/feedback",
+            json!({ "request_id": id, "label": [1, 2] }),
+        )
+        .await;
+    assert_eq!(status, 400);
+
+    // SIGTERM: the server finishes, and writes what the log holds.
+    assert_eq!(server.terminate(), 0, "{}", server.log());
+    let logged = p
+        .kiln(&["predictions", "bikes", "--limit", "100", "--json"])
+        .ok()
+        .json();
+    let logged = logged.as_array().unwrap();
+    assert_eq!(logged.len(), 4, "{logged:?}");
+    let mine: Vec<&Value> = logged
+        .iter()
+        .filter(|r| r["request_id"] == id.as_str())
+        .collect();
+    assert_eq!(mine.len(), 3);
+    for r in &mine {
+        let row = r["row"].as_u64().unwrap() as usize;
+        assert_eq!(r["model"], "bikes");
+        assert_eq!(r["version"], "1");
+        assert_eq!(r["role"], "answer");
+        assert_eq!(r["prediction"].as_f64().unwrap(), predicted[row]);
+        assert_eq!(r["input.hour"], rows[row]["hour"]);
+        assert!(r["latency_ms"].as_f64().unwrap() > 0.0);
+        let want = match row {
+            0 => json!(11),
+            2 => json!(30),
+            _ => Value::Null,
+        };
+        assert_eq!(r["label"], want, "row {row}");
+    }
+
+    // A sample of 0 logs nothing.
+    let mut server = serve(&p, &["quiet=bikes@champion", "--sample", "0"]);
+    let http = Http::new(&server);
+    let (status, _, _) = http
+        .json(
+            "/api/v1/deployments/quiet/predict",
+            json!({ "records": rows }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(server.terminate(), 0);
+    let out = p.kiln(&["predictions", "quiet"]);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_report_requests_latency_load_time_and_the_process() {
+    let p = two_versions();
+    let yaml = std::fs::read_to_string(p.path("kiln.yaml")).unwrap();
+    p.set_config(&format!(
+        "{yaml}\ndeployments:\n  demand:\n    model: bikes@champion\n    sample: 0.5\n"
+    ));
+    let server = serve(&p, &[]);
+    let http = Http::new(&server);
+    for _ in 0..5 {
+        let (status, _, _) = http
+            .json(
+                "/api/v1/deployments/demand/predict",
+                json!({ "records": records(2) }),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (status, text) = http.get("/metrics").await;
+    assert_eq!(status, 200);
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let labels = "deployment=\"demand\",model=\"bikes\",version=\"1\"";
+    assert_eq!(
+        value(&format!("kiln_requests_total{{{labels},outcome=\"ok\"}}")),
+        5.0
+    );
+    assert_eq!(
+        value(&format!("kiln_request_duration_seconds_count{{{labels}}}")),
+        5.0
+    );
+    assert!(value(&format!("kiln_request_duration_seconds_sum{{{labels}}}")) > 0.0);
+    assert_eq!(
+        value(&format!("kiln_prediction_rows_total{{{labels}}}")),
+        10.0
+    );
+    assert!(value(&format!("kiln_model_load_seconds{{{labels}}}")) > 0.0);
+    assert_eq!(value("kiln_requests_in_flight{deployment=\"demand\"}"), 0.0);
+    assert!(value("process_cpu_seconds_total") > 0.0);
+    assert!(value("process_resident_memory_bytes") > 1e6);
+    assert!(text.contains("kiln_request_duration_seconds_bucket"));
+
+    // The deployment as declared in kiln.yaml.
+    let (_, d) = http.get("/api/v1/deployments/demand").await;
+    let d: Value = serde_json::from_str(&d).unwrap();
+    assert_eq!(d["sample"], 0.5);
+    assert_eq!(d["models"][0]["reference"], "bikes@champion");
+    assert_eq!(d["models"][0]["percent"], 100.0);
+}
