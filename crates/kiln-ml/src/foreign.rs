@@ -142,6 +142,20 @@ pub enum ForeignError {
         "Damaged XGBoost model: {why}; save it again with `booster.save_model('m.json')` and check that the whole file was copied"
     )]
     Xgboost { why: String },
+    /// A readable model that kiln cannot score ([`crate::imported`]): an
+    /// operator, objective or input type it does not evaluate.
+    #[error("Cannot score this {} model: {why}", format_title(*format))]
+    Unsupported { format: ModelFormat, why: String },
+}
+
+/// A format's name as its makers write it, for messages.
+fn format_title(format: ModelFormat) -> &'static str {
+    match format {
+        ModelFormat::Kiln => "kiln",
+        ModelFormat::Onnx => "ONNX",
+        ModelFormat::Lightgbm => "LightGBM",
+        ModelFormat::Xgboost => "XGBoost",
+    }
 }
 
 /// Finds a model file's format and reads its signature.
@@ -616,18 +630,18 @@ fn xgboost(
 // ---------------------------------------------------------------------------
 // ONNX
 
-/// One protobuf field's value.
-enum Wire<'a> {
+/// One protobuf field's value (also read by [`crate::imported`]).
+pub(crate) enum Wire<'a> {
     Varint(u64),
-    Fixed64,
+    Fixed64(u64),
     Len(&'a [u8]),
-    Fixed32,
+    Fixed32(u32),
 }
 
 /// A reader of protobuf fields in one message's bytes.
-struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     buf: &'a [u8],
-    pos: usize,
+    pub(crate) pos: usize,
 }
 
 /// Nesting deeper than this (types within types) is refused, so hostile
@@ -635,11 +649,11 @@ struct Fields<'a> {
 const MAX_DEPTH: usize = 32;
 
 impl<'a> Fields<'a> {
-    fn new(buf: &'a [u8]) -> Self {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
         Fields { buf, pos: 0 }
     }
 
-    fn varint(&mut self) -> Result<u64, String> {
+    pub(crate) fn varint(&mut self) -> Result<u64, String> {
         let mut value = 0u64;
         for i in 0..10 {
             let Some(&b) = self.buf.get(self.pos) else {
@@ -670,7 +684,7 @@ impl<'a> Fields<'a> {
     }
 
     /// The next field, or None at the end of the message.
-    fn next_field(&mut self) -> Result<Option<(u64, Wire<'a>)>, String> {
+    pub(crate) fn next_field(&mut self) -> Result<Option<(u64, Wire<'a>)>, String> {
         if self.pos >= self.buf.len() {
             return Ok(None);
         }
@@ -682,16 +696,16 @@ impl<'a> Fields<'a> {
         let value = match key & 7 {
             0 => Wire::Varint(self.varint()?),
             1 => {
-                self.take(8)?;
-                Wire::Fixed64
+                let b = self.take(8)?;
+                Wire::Fixed64(u64::from_le_bytes(b.try_into().unwrap_or_default()))
             }
             2 => {
                 let n = self.varint()?;
                 Wire::Len(self.take(n)?)
             }
             5 => {
-                self.take(4)?;
-                Wire::Fixed32
+                let b = self.take(4)?;
+                Wire::Fixed32(u32::from_le_bytes(b.try_into().unwrap_or_default()))
             }
             w => {
                 return Err(format!(
@@ -703,21 +717,21 @@ impl<'a> Fields<'a> {
     }
 }
 
-fn expect_len<'a>(what: &str, value: Wire<'a>) -> Result<&'a [u8], String> {
+pub(crate) fn expect_len<'a>(what: &str, value: Wire<'a>) -> Result<&'a [u8], String> {
     match value {
         Wire::Len(b) => Ok(b),
         _ => Err(format!("{what} is not a length-delimited field")),
     }
 }
 
-fn expect_varint(what: &str, value: Wire<'_>) -> Result<u64, String> {
+pub(crate) fn expect_varint(what: &str, value: Wire<'_>) -> Result<u64, String> {
     match value {
         Wire::Varint(v) => Ok(v),
         _ => Err(format!("{what} is not a varint field")),
     }
 }
 
-fn utf8(what: &str, bytes: &[u8]) -> Result<String, String> {
+pub(crate) fn utf8(what: &str, bytes: &[u8]) -> Result<String, String> {
     std::str::from_utf8(bytes)
         .map(str::to_owned)
         .map_err(|_| format!("{what} is not valid UTF-8"))
@@ -960,7 +974,7 @@ fn parse_value_info(bytes: &[u8]) -> Result<SignatureColumn, String> {
     Ok(SignatureColumn { name, dtype })
 }
 
-fn elem_type_name(t: u64) -> String {
+pub(crate) fn elem_type_name(t: u64) -> String {
     match t {
         1 => "float",
         2 => "uint8",

@@ -5,9 +5,11 @@
 //! * [`evaluate`]: a model's metrics, confusion matrix, calibration and threshold on a table.
 //! * [`frame`]: [`Features`], the learner-facing table.
 //! * [`gbdt`]: histogram gradient-boosted trees.
+//! * [`imported`]: LightGBM, XGBoost and ONNX models scored by kiln itself.
 //! * [`preprocess`]: the preprocessing learned on training data and saved in models.
 //! * [`encode`]: dense encoding (imputation, scaling, one-hot) for linear models.
 //! * [`model`]: the model file: preprocessing, learner, signature, training facts.
+//! * [`foreign`]: which format a model file is, and its signature.
 //! * [`task`]: what is learned ([`Task`]), labels ([`Target`]) and outputs ([`Predictions`]).
 //! * [`metrics`]: classification and regression metrics, confusion matrices,
 //!   calibration tables and threshold selection.
@@ -23,6 +25,7 @@ pub mod evaluate;
 pub mod foreign;
 pub mod frame;
 pub mod gbdt;
+pub mod imported;
 pub mod linear;
 pub mod metrics;
 pub mod model;
