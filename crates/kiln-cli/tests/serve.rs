@@ -756,3 +756,127 @@ async fn metrics_report_requests_latency_load_time_and_the_process() {
     assert_eq!(d["models"][0]["reference"], "bikes@champion");
     assert_eq!(d["models"][0]["percent"], 100.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triton_and_requests_clients_get_what_kiln_predict_computes() {
+    let python = std::env::var(kiln_core::EnvVars::KILN_TEST_MLFLOW_PYTHON).unwrap_or_else(|_| {
+        panic!(
+            "{} is not set: run the tests with scripts/test, which installs the clients",
+            kiln_core::EnvVars::KILN_TEST_MLFLOW_PYTHON
+        )
+    });
+    let p = two_versions();
+    let rows = records(40);
+    kiln_predict(&p, "bikes@champion", &rows);
+    let server = serve(&p, &["bikes@champion"]);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/serving/clients.py"
+    );
+    let out = tokio::task::spawn_blocking({
+        let (url, rows, expected) = (server.url.clone(), p.path("rows.csv"), p.path("out.csv"));
+        move || {
+            std::process::Command::new(python)
+                .arg(script)
+                .args([url.as_str(), "bikes"])
+                .arg(rows)
+                .arg(expected)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "clients.py failed:\n{stdout}\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let checked: Vec<&str> = report["checked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(checked.len(), 7, "{checked:?}");
+    assert!(checked.contains(&"tritonclient binary tensors"));
+    assert_eq!(report["rows"], 40);
+}
+
+/// The foreign-model fixtures of kiln-ml, with their libraries' predictions.
+const FOREIGN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../kiln-ml/tests/fixtures/foreign/"
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_models_answer_what_their_own_libraries_predict() {
+    let p = Project::new();
+    let fixtures = [
+        ("lgb-credit", "lightgbm_credit_binary.txt"),
+        ("lgb-weather", "lightgbm_bikeshare_weather_multiclass.txt"),
+        ("lgb-bikes", "lightgbm_bikeshare_categorical_regression.txt"),
+        ("xgb-credit", "xgboost_credit_binary.json"),
+        ("xgb-weather", "xgboost_bikeshare_weather_multiclass.json"),
+        ("onnx-gbr", "onnx_bikeshare_gbr.onnx"),
+        ("onnx-forest", "onnx_bikeshare_weather_forest.onnx"),
+    ];
+    let mut targets = Vec::new();
+    for (name, file) in fixtures {
+        p.kiln(&["models", "import", name, &format!("{FOREIGN}{file}"), "-q"])
+            .ok();
+        targets.push(format!("{name}@1"));
+    }
+    let args: Vec<&str> = targets.iter().map(String::as_str).collect();
+    let server = serve(&p, &args);
+    let http = Http::new(&server);
+    for (name, file) in fixtures {
+        let stem = file.rsplit_once('.').unwrap().0;
+        let expected: Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{FOREIGN}{stem}.expected.json")).unwrap(),
+        )
+        .unwrap();
+        let cols: Vec<String> = expected["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect();
+        let split = json!({ "columns": cols, "data": expected["rows"] });
+        let (status, _, v) = http
+            .json(
+                &format!("/api/v1/deployments/{name}/predict"),
+                json!({ "dataframe_split": split }),
+            )
+            .await;
+        assert_eq!(status, 200, "{name}: {v}");
+        let want = expected["predictions"].as_array().unwrap();
+        for (i, w) in want.iter().enumerate() {
+            let got: Vec<f64> = match &v["probabilities"] {
+                Value::Array(rows) => rows[i]
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .map(|x| x.as_f64().unwrap())
+                    .collect(),
+                _ => vec![v["predictions"][i].as_f64().unwrap()],
+            };
+            let want: Vec<f64> = match w {
+                Value::Array(ps) => ps.iter().map(|x| x.as_f64().unwrap()).collect(),
+                // A binary model's probability of class 1.
+                x if got.len() == 2 => vec![1.0 - x.as_f64().unwrap(), x.as_f64().unwrap()],
+                x => vec![x.as_f64().unwrap()],
+            };
+            assert_eq!(got.len(), want.len(), "{name} row {i}");
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    (g - w).abs() <= 1e-6,
+                    "{name} row {i}: served {g}, library {w}"
+                );
+            }
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! what it predicts, and the prediction itself.
 
 use arrow_array::RecordBatch;
+use kiln_ml::imported::ImportedModel;
 use kiln_ml::model::Model;
 use kiln_ml::preprocess::{InputColumn, TransformNote};
 use kiln_ml::{MlError, Predictions, Task};
@@ -10,6 +11,8 @@ use kiln_ml::{MlError, Predictions, Task};
 pub enum Predictor {
     /// A model kiln trained: its learned preprocessing included.
     Kiln(Box<Model>),
+    /// A LightGBM, XGBoost or ONNX model, compiled and evaluated by kiln.
+    Imported(ImportedModel),
 }
 
 impl Predictor {
@@ -19,6 +22,13 @@ impl Predictor {
     pub fn load(format: &str, bytes: &[u8], origin: &str) -> Result<Predictor, MlError> {
         match format {
             "kiln" => Ok(Predictor::Kiln(Box::new(Model::from_bytes(bytes, origin)?))),
+            "onnx" | "lightgbm" | "xgboost" => ImportedModel::load(bytes)
+                .map(Predictor::Imported)
+                .map_err(|e| MlError::ModelFile {
+                    path: origin.to_string(),
+                    why: e.to_string(),
+                    hint: "export the model with one of the operators or objectives listed".into(),
+                }),
             other => Err(MlError::ModelFile {
                 path: origin.to_string(),
                 why: format!("it is a `{other}` model, which this server cannot load"),
@@ -31,12 +41,14 @@ impl Predictor {
     pub fn inputs(&self) -> &[InputColumn] {
         match self {
             Predictor::Kiln(m) => m.inputs(),
+            Predictor::Imported(m) => m.inputs(),
         }
     }
 
     pub fn task(&self) -> Task {
         match self {
             Predictor::Kiln(m) => m.task(),
+            Predictor::Imported(m) => m.task(),
         }
     }
 
@@ -44,6 +56,7 @@ impl Predictor {
     pub fn classes(&self) -> &[String] {
         match self {
             Predictor::Kiln(m) => &m.target.classes,
+            Predictor::Imported(m) => m.classes(),
         }
     }
 
@@ -51,6 +64,7 @@ impl Predictor {
     pub fn format(&self) -> &'static str {
         match self {
             Predictor::Kiln(_) => "kiln",
+            Predictor::Imported(m) => m.format().as_str(),
         }
     }
 
@@ -65,6 +79,7 @@ impl Predictor {
                 let scored = m.predict(std::slice::from_ref(batch))?;
                 Ok((scored.predictions, scored.notes))
             }
+            Predictor::Imported(m) => Ok((m.predict(batch)?, Vec::new())),
         }
     }
 }

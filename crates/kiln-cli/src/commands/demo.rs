@@ -231,6 +231,11 @@ pub async fn demo(args: DemoArgs, printer: Printer) -> anyhow::Result<ExitStatus
     .await?;
     step("kiln lineage bikes@champion — from the model back to its run and its data version");
     super::models::lineage(&project, "bikes@champion", 8, p).await?;
+    let project = serve_tour(project).await?;
+    step(
+        "kiln predictions bikes — the prediction log (Parquet segments by hour), with labels fed back",
+    );
+    super::serve::predictions(&project, "bikes", 6, p).await?;
     project.meta.close().await;
     println!(
         "\nDemo project: {} ({})",
@@ -242,6 +247,157 @@ pub async fn demo(args: DemoArgs, printer: Printer) -> anyhow::Result<ExitStatus
         }
     );
     Ok(ExitStatus::Success)
+}
+
+/// Serves `bikes@champion` in this process, calls it in each protocol,
+/// shows /metrics, then shuts it down (which writes the prediction log).
+async fn serve_tour(project: Project) -> anyhow::Result<Project> {
+    use kiln_project::ModelRef;
+    use kiln_server::serve::{ServeOptions, ServeState, deploy, metrics::Metrics};
+    use serde_json::{Value, json};
+
+    let project = std::sync::Arc::new(project);
+    let metrics = std::sync::Arc::new(Metrics::new());
+    let spec = deploy::DeploymentSpec {
+        name: "bikes".into(),
+        model: ModelRef::parse("bikes@champion"),
+        split: Vec::new(),
+        shadow: None,
+        sticky: None,
+        sample: 1.0,
+    };
+    let started = std::time::Instant::now();
+    let d = deploy::load_deployment(&project, &metrics, spec).await?;
+    let state = ServeState::new(project.clone(), metrics, vec![d], ServeOptions::default());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(kiln_server::serve::serve_until(
+        state,
+        "127.0.0.1:0".parse().expect("an address"),
+        move |a| {
+            let _ = addr_tx.send(a);
+        },
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let addr = addr_rx.await.context("The model server did not start")?;
+    step(&format!(
+        "kiln serve bikes@champion — ready in {:.2} s on http://{addr}: MLflow, Open Inference Protocol v2, kiln's API",
+        started.elapsed().as_secs_f64()
+    ));
+    // Three hours of the data, without the target, as records.
+    let mut lines = BIKES.lines();
+    let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+    let records: Vec<Value> = lines
+        .take(3)
+        .map(|l| {
+            header
+                .iter()
+                .zip(l.split(','))
+                .filter(|(k, _)| **k != "bikers")
+                .map(|(k, v)| {
+                    let v = v
+                        .parse::<i64>()
+                        .map(Value::from)
+                        .or_else(|_| v.parse::<f64>().map(Value::from))
+                        .unwrap_or_else(|_| Value::from(v));
+                    (k.to_string(), v)
+                })
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        })
+        .collect();
+    let client = reqwest::Client::new();
+    let base = format!("http://{addr}");
+    let post = async |path: &str, body: Value| -> anyhow::Result<(String, Value)> {
+        let r = client
+            .post(format!("{base}{path}"))
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("POST {path}"))?;
+        let id = r
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        Ok((
+            id,
+            r.json()
+                .await
+                .with_context(|| format!("POST {path}: not JSON"))?,
+        ))
+    };
+    let (_, v) = post("/invocations", json!({ "dataframe_records": records })).await?;
+    println!("POST /invocations {{\"dataframe_records\": [3 rows]}}\n  → {v}");
+    let inputs: Vec<Value> = header
+        .iter()
+        .filter(|h| **h != "bikers")
+        .map(|h| {
+            let data: Vec<Value> = records.iter().map(|r| r[*h].clone()).collect();
+            let datatype = if data[0].is_string() {
+                "BYTES"
+            } else if data.iter().all(Value::is_i64) {
+                "INT64"
+            } else {
+                "FP64"
+            };
+            json!({ "name": h, "shape": [3], "datatype": datatype, "data": data })
+        })
+        .collect();
+    let (_, v) = post("/v2/models/bikes/infer", json!({ "inputs": inputs })).await?;
+    println!(
+        "POST /v2/models/bikes/infer {{\"inputs\": [13 tensors]}}\n  → outputs {}",
+        v["outputs"]
+    );
+    let (id, v) = post(
+        "/api/v1/deployments/bikes/predict",
+        json!({ "records": records }),
+    )
+    .await?;
+    println!(
+        "POST /api/v1/deployments/bikes/predict\n  → request {id}, model bikes v{}, {} ms",
+        v["model"]["version"].as_str().unwrap_or("?"),
+        v["latency_ms"]
+            .as_f64()
+            .map_or("?".into(), |m| format!("{m:.2}"))
+    );
+    // The truth arrives later: the riders those hours actually had.
+    let truth: Vec<i64> = BIKES
+        .lines()
+        .skip(1)
+        .take(3)
+        .filter_map(|l| l.rsplit(',').next()?.parse().ok())
+        .collect();
+    let (_, v) = post(
+        "/api/v1/deployments/bikes/feedback",
+        json!({ "request_id": id, "labels": truth }),
+    )
+    .await?;
+    println!(
+        "POST /api/v1/deployments/bikes/feedback {{\"request_id\": …, \"labels\": {truth:?}}}\n  → {v}"
+    );
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    println!("GET /metrics (some of it)");
+    for l in text.lines().filter(|l| {
+        l.starts_with("kiln_requests_total")
+            || l.starts_with("kiln_request_duration_seconds_count")
+            || l.starts_with("kiln_model_load_seconds{")
+            || l.starts_with("process_resident_memory_bytes")
+    }) {
+        println!("  {l}");
+    }
+    let _ = stop_tx.send(());
+    server.await.context("The model server failed")??;
+    std::sync::Arc::try_unwrap(project)
+        .map_err(|_| anyhow::anyhow!("The model server still holds the project"))
 }
 
 fn step(title: &str) {

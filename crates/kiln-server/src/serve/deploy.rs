@@ -68,10 +68,17 @@ pub struct Deployment {
     live: RwLock<Arc<Live>>,
     counter: AtomicU64,
     pub shadow: Mutex<ShadowStats>,
+    /// Requests being answered now.
+    pub in_flight: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Deployment {
-    pub fn new(spec: DeploymentSpec, arms: Vec<Arc<Loaded>>, shadow: Option<Arc<Loaded>>) -> Self {
+    pub fn new(
+        spec: DeploymentSpec,
+        arms: Vec<Arc<Loaded>>,
+        shadow: Option<Arc<Loaded>>,
+        in_flight: prometheus_client::metrics::gauge::Gauge,
+    ) -> Self {
         let live = Live {
             arms: weigh(&spec, arms),
             shadow,
@@ -81,6 +88,7 @@ impl Deployment {
             live: RwLock::new(Arc::new(live)),
             counter: AtomicU64::new(0),
             shadow: Mutex::new(ShadowStats::default()),
+            in_flight,
         }
     }
 
@@ -247,7 +255,8 @@ pub async fn load_deployment(
         Some(r) => Some(load(project, metrics, &spec.name, r).await?),
         None => None,
     };
-    Ok(Deployment::new(spec, arms, shadow))
+    let in_flight = metrics.in_flight(&spec.name);
+    Ok(Deployment::new(spec, arms, shadow, in_flight))
 }
 
 /// Checks every alias a deployment follows and swaps in the versions that

@@ -335,9 +335,19 @@ async fn time_limit(State(limit): State<Duration>, req: Request, next: Next) -> 
 /// Serves until Ctrl-C or SIGTERM: finishes requests in flight, then
 /// writes what the prediction log holds.
 pub async fn serve(
+    state: ServeState,
+    addr: std::net::SocketAddr,
+    ready: impl FnOnce(std::net::SocketAddr),
+) -> std::io::Result<()> {
+    serve_until(state, addr, ready, crate::shutdown()).await
+}
+
+/// Serves until `stop` completes, then shuts down as [`serve`] does.
+pub async fn serve_until(
     mut state: ServeState,
     addr: std::net::SocketAddr,
     ready: impl FnOnce(std::net::SocketAddr),
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let (logger, log_task) = log::start(
@@ -349,9 +359,10 @@ pub async fn serve(
     let reloader = tokio::spawn(reload_loop(state.clone()));
     ready(listener.local_addr()?);
     let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(crate::shutdown())
+        .with_graceful_shutdown(stop)
         .await;
     reloader.abort();
+    let _ = reloader.await;
     // The router (and every logger clone) is gone: the writer drains and ends.
     let _ = log_task.await;
     result
@@ -436,7 +447,7 @@ async fn score(
         frame.columns.retain(|(n, _)| n != col);
     }
     let vm = &loaded.metrics;
-    let in_flight = s.metrics.in_flight(d.name());
+    let in_flight = &d.in_flight;
     in_flight.inc();
     let result = if frame.rows > BLOCKING_ROWS {
         let l = loaded.clone();
@@ -888,7 +899,32 @@ async fn v2_infer_inner(
     let result = async {
         let d = s.deployment(name)?;
         check_version(d, version)?;
-        let v: Value = serde_json::from_slice(body).map_err(malformed)?;
+        // The binary tensor extension: a JSON header of the length the
+        // header names, then the tensors' raw bytes.
+        let header_len = headers
+            .get("inference-header-content-length")
+            .map(|h| {
+                h.to_str()
+                    .ok()
+                    .and_then(|t| t.parse::<usize>().ok())
+                    .filter(|n| *n <= body.len())
+                    .ok_or_else(|| {
+                        Failure::invalid(
+                            None,
+                            None,
+                            "Inference-Header-Content-Length must be a length within the body",
+                        )
+                    })
+            })
+            .transpose()?;
+        let (json_part, binary) = match header_len {
+            Some(n) => body.split_at(n),
+            None => (body, &[][..]),
+        };
+        let mut v: Value = serde_json::from_slice(json_part).map_err(malformed)?;
+        if header_len.is_some() {
+            inline_binary_tensors(&mut v, binary)?;
+        }
         if let Some(given) = v.get("id").and_then(Value::as_str) {
             id = given.to_string();
         }
@@ -934,6 +970,87 @@ async fn v2_infer_inner(
             s.metrics.error(s.known(name), e.status.as_u16());
             with_request_id(e.v2(), &id)
         }
+    }
+}
+
+/// Replaces each input's `binary_data_size` bytes (the v2 binary tensor
+/// extension) by the `data` they encode, in order.
+fn inline_binary_tensors(v: &mut Value, mut bin: &[u8]) -> Result<(), Failure> {
+    let Some(inputs) = v.get_mut("inputs").and_then(Value::as_array_mut) else {
+        return Ok(());
+    };
+    for input in inputs {
+        let Some(size) = input
+            .pointer("/parameters/binary_data_size")
+            .and_then(Value::as_u64)
+        else {
+            continue;
+        };
+        let name = input["name"].as_str().unwrap_or("?").to_string();
+        let bad = |m: String| {
+            Failure::invalid(Some(name.clone()), None, format!("tensor \"{name}\": {m}"))
+        };
+        let size = size as usize;
+        if size > bin.len() {
+            return Err(bad(format!(
+                "binary_data_size {size} runs past the body's {} remaining bytes",
+                bin.len()
+            )));
+        }
+        let (mine, rest) = bin.split_at(size);
+        bin = rest;
+        let datatype = input["datatype"].as_str().unwrap_or("").to_string();
+        let data = decode_tensor(&datatype, mine).map_err(bad)?;
+        input["data"] = Value::Array(data);
+    }
+    Ok(())
+}
+
+fn decode_tensor(datatype: &str, b: &[u8]) -> Result<Vec<Value>, String> {
+    fn fixed<const N: usize>(b: &[u8], f: impl Fn([u8; N]) -> Value) -> Result<Vec<Value>, String> {
+        if !b.len().is_multiple_of(N) {
+            return Err(format!(
+                "{} bytes is not a whole number of {N}-byte values",
+                b.len()
+            ));
+        }
+        Ok(b.chunks_exact(N)
+            .map(|c| f(c.try_into().expect("chunk of N")))
+            .collect())
+    }
+    match datatype {
+        "BOOL" => fixed::<1>(b, |x| json!(x[0] != 0)),
+        "INT8" => fixed::<1>(b, |x| json!(i8::from_le_bytes(x))),
+        "UINT8" => fixed::<1>(b, |x| json!(x[0])),
+        "INT16" => fixed::<2>(b, |x| json!(i16::from_le_bytes(x))),
+        "UINT16" => fixed::<2>(b, |x| json!(u16::from_le_bytes(x))),
+        "INT32" => fixed::<4>(b, |x| json!(i32::from_le_bytes(x))),
+        "UINT32" => fixed::<4>(b, |x| json!(u32::from_le_bytes(x))),
+        "INT64" => fixed::<8>(b, |x| json!(i64::from_le_bytes(x))),
+        "UINT64" => fixed::<8>(b, |x| json!(u64::from_le_bytes(x))),
+        "FP32" => fixed::<4>(b, |x| json!(f32::from_le_bytes(x) as f64)),
+        "FP64" => fixed::<8>(b, |x| json!(f64::from_le_bytes(x))),
+        "BYTES" => {
+            // Each element: a 4-byte little-endian length, then the bytes.
+            let mut out = Vec::new();
+            let mut rest = b;
+            while !rest.is_empty() {
+                if rest.len() < 4 {
+                    return Err("a BYTES element's length is cut short".into());
+                }
+                let n = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+                rest = &rest[4..];
+                if n > rest.len() {
+                    return Err(format!("a BYTES element of {n} bytes runs past the data"));
+                }
+                out.push(json!(String::from_utf8_lossy(&rest[..n])));
+                rest = &rest[n..];
+            }
+            Ok(out)
+        }
+        other => Err(format!(
+            "binary data of datatype `{other}` is not supported"
+        )),
     }
 }
 
