@@ -11,7 +11,12 @@
 //!   --trees N --leaves L --lr X --threads T --max-bin B --min-child-samples M`
 //!                              fits kiln's boosted trees alone (see bench/ml.sh)
 //!
-//! Each prints rows and seconds as one JSON line.
+//! `kiln-bench hello --port P [--host H]`
+//!                              a hello-world axum server answering a fixed
+//!                              prediction on `POST /invocations`, the HTTP
+//!                              floor of bench/serve.sh (runs until killed)
+//!
+//! The others print rows and seconds as one JSON line.
 
 use std::path::Path;
 use std::time::Instant;
@@ -20,6 +25,7 @@ use kiln_data::profile::Profiler;
 use kiln_data::read::{ReadOptions, open};
 
 mod gbdt;
+mod hello;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -27,10 +33,16 @@ fn main() {
         gbdt::run(&args[2..]);
         return;
     }
+    if args.get(1).map(String::as_str) == Some("hello") {
+        hello::run(&args[2..]);
+        return;
+    }
     let (mode, file) = match (args.get(1), args.get(2)) {
         (Some(m), Some(f)) => (m.as_str(), Path::new(f)),
         _ => {
-            eprintln!("usage: kiln-bench csv-read|profile FILE | ingest FILE OUT");
+            eprintln!(
+                "usage: kiln-bench csv-read|profile|hash FILE | ingest FILE OUT | gbdt … | hello …"
+            );
             std::process::exit(2);
         }
     };

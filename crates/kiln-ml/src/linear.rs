@@ -305,16 +305,20 @@ impl LinearModel {
             return;
         }
         const ROWS: usize = 1024;
-        out.par_chunks_mut(ROWS * k)
-            .enumerate()
-            .for_each(|(c, chunk)| {
-                for (r, scores) in chunk.chunks_exact_mut(k).enumerate() {
-                    let xi = x.row(c * ROWS + r);
-                    for (j, s) in scores.iter_mut().enumerate() {
-                        *s = dot(xi, &self.coef[j * p..][..p]) + self.intercept[j];
-                    }
+        let score = |(c, chunk): (usize, &mut [f64])| {
+            for (r, scores) in chunk.chunks_exact_mut(k).enumerate() {
+                let xi = x.row(c * ROWS + r);
+                for (j, s) in scores.iter_mut().enumerate() {
+                    *s = dot(xi, &self.coef[j * p..][..p]) + self.intercept[j];
                 }
-            });
+            }
+        };
+        // A small batch (a served request) stays on the calling thread.
+        if out.len() <= ROWS * k {
+            score((0, out));
+        } else {
+            out.par_chunks_mut(ROWS * k).enumerate().for_each(score);
+        }
     }
 
     /// Predictions for every row: the probability of class 1 (binary), the

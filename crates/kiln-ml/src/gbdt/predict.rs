@@ -119,38 +119,45 @@ impl Compiled {
     /// Adds every tree's output to `out` (row-major `n × k_out`).
     pub fn predict_into(&self, features: &Features, k_out: usize, out: &mut [f64]) {
         let nf = features.n_features();
-        out.par_chunks_mut(BLOCK * k_out)
-            .enumerate()
-            .for_each(|(bi, block)| {
-                let start = bi * BLOCK;
-                let rows = block.len() / k_out;
-                // Row-major copy of the block; categories as numbers, missing as NaN.
-                let mut x = vec![0f64; rows * nf];
-                for (f, col) in features.columns.iter().enumerate() {
-                    match col {
-                        Column::Numeric(v) => {
-                            for j in 0..rows {
-                                x[j * nf + f] = v[start + j];
-                            }
+        let score_block = |(bi, block): (usize, &mut [f64])| {
+            let start = bi * BLOCK;
+            let rows = block.len() / k_out;
+            // Row-major copy of the block; categories as numbers, missing as NaN.
+            let mut x = vec![0f64; rows * nf];
+            for (f, col) in features.columns.iter().enumerate() {
+                match col {
+                    Column::Numeric(v) => {
+                        for j in 0..rows {
+                            x[j * nf + f] = v[start + j];
                         }
-                        Column::Categorical { codes, .. } => {
-                            for j in 0..rows {
-                                let c = codes[start + j];
-                                x[j * nf + f] = if c == MISSING_CODE {
-                                    f64::NAN
-                                } else {
-                                    c as f64
-                                };
-                            }
+                    }
+                    Column::Categorical { codes, .. } => {
+                        for j in 0..rows {
+                            let c = codes[start + j];
+                            x[j * nf + f] = if c == MISSING_CODE {
+                                f64::NAN
+                            } else {
+                                c as f64
+                            };
                         }
                     }
                 }
-                for t in 0..self.node_start.len() {
-                    let k = t % k_out;
-                    for j in 0..rows {
-                        block[j * k_out + k] += self.leaf(t, &x[j * nf..(j + 1) * nf]);
-                    }
+            }
+            for t in 0..self.node_start.len() {
+                let k = t % k_out;
+                for j in 0..rows {
+                    block[j * k_out + k] += self.leaf(t, &x[j * nf..(j + 1) * nf]);
                 }
-            });
+            }
+        };
+        // One block (a served request, say) is scored on the calling thread:
+        // handing it to the pool costs more than scoring it.
+        if out.len() <= BLOCK * k_out {
+            score_block((0, out));
+        } else {
+            out.par_chunks_mut(BLOCK * k_out)
+                .enumerate()
+                .for_each(score_block);
+        }
     }
 }

@@ -93,7 +93,7 @@ pub fn start(
 type Key = (Arc<str>, String, String, String, Role, String);
 
 struct Buffer {
-    batches: Vec<RecordBatch>,
+    records: Vec<Record>,
     rows: usize,
     first_us: i64,
     last_us: i64,
@@ -112,33 +112,26 @@ async fn writer(
         tokio::select! {
             r = rx.recv() => match r {
                 Some(r) => {
-                    let hour = hour_of(r.time_us);
+                    // Only bookkeeping here: rows become columns at flush.
                     let key: Key = (
                         r.deployment.clone(),
                         r.loaded.model_name.clone(),
                         r.loaded.version.clone(),
                         r.loaded.predictor.format().to_string(),
                         r.role,
-                        hour,
+                        hour_of(r.time_us),
                     );
-                    let batch = match to_batch(&r) {
-                        Ok(b) => b,
-                        Err(e) => {
-                            tracing::warn!("prediction log: cannot record a prediction: {e}");
-                            continue;
-                        }
-                    };
                     let b = buffers.entry(key.clone()).or_insert_with(|| Buffer {
-                        batches: Vec::new(),
+                        records: Vec::new(),
                         rows: 0,
                         first_us: r.time_us,
                         last_us: r.time_us,
                         since: Instant::now(),
                     });
-                    b.rows += batch.num_rows();
+                    b.rows += r.inputs.num_rows();
                     b.last_us = b.last_us.max(r.time_us);
                     b.first_us = b.first_us.min(r.time_us);
-                    b.batches.push(batch);
+                    b.records.push(r);
                     if b.rows >= FLUSH_ROWS {
                         let b = buffers.remove(&key).expect("just filled");
                         flush(&project, &metrics, &key, b).await;
@@ -172,11 +165,34 @@ fn hour_of(us: i64) -> String {
         .to_string()
 }
 
-/// One record as rows: request id, row, time, latency, model, version,
-/// role, then the inputs (`input.NAME`), the prediction and, for
-/// classifiers, `prob.CLASS`.
-fn to_batch(r: &Record) -> Result<RecordBatch, arrow_schema::ArrowError> {
-    let n = r.inputs.num_rows();
+/// Records of one key as one batch: request id, row, time, latency, model,
+/// version, role, then the inputs (`input.NAME`), the prediction and, for
+/// classifiers, `prob.CLASS`. Records whose inputs differ in schema from
+/// the first (never within one version) are left out.
+fn to_batch(records: &[Record]) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    let first = &records[0];
+    let schema = first.inputs.schema();
+    let records: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.inputs.schema() == schema)
+        .collect();
+    let n: usize = records.iter().map(|r| r.inputs.num_rows()).sum();
+    let each = |f: &dyn Fn(&Record) -> f64| -> Float64Array {
+        records
+            .iter()
+            .flat_map(|r| std::iter::repeat_n(f(r), r.inputs.num_rows()))
+            .collect()
+    };
+    let mut ids = arrow_array::builder::StringBuilder::with_capacity(n, n * 32);
+    let mut rows = Vec::with_capacity(n);
+    let mut times = Vec::with_capacity(n);
+    for r in &records {
+        for i in 0..r.inputs.num_rows() {
+            ids.append_value(&r.request_id);
+            rows.push(i as u32);
+            times.push(r.time_us);
+        }
+    }
     let mut fields = vec![
         Field::new("request_id", DataType::Utf8, false),
         Field::new("row", DataType::UInt32, false),
@@ -191,16 +207,16 @@ fn to_batch(r: &Record) -> Result<RecordBatch, arrow_schema::ArrowError> {
         Field::new("role", DataType::Utf8, false),
     ];
     let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(vec![r.request_id.as_str(); n])),
-        Arc::new(UInt32Array::from_iter_values(0..n as u32)),
-        Arc::new(TimestampMicrosecondArray::from(vec![r.time_us; n]).with_timezone("UTC")),
-        Arc::new(Float64Array::from(vec![r.latency_ms; n])),
-        Arc::new(StringArray::from(vec![r.loaded.model_name.as_str(); n])),
-        Arc::new(StringArray::from(vec![r.loaded.version.as_str(); n])),
-        Arc::new(StringArray::from(vec![r.role.as_str(); n])),
+        Arc::new(ids.finish()),
+        Arc::new(UInt32Array::from(rows)),
+        Arc::new(TimestampMicrosecondArray::from(times).with_timezone("UTC")),
+        Arc::new(each(&|r| r.latency_ms)),
+        Arc::new(StringArray::from(vec![first.loaded.model_name.as_str(); n])),
+        Arc::new(StringArray::from(vec![first.loaded.version.as_str(); n])),
+        Arc::new(StringArray::from(vec![first.role.as_str(); n])),
     ];
-    let schema = r.inputs.schema();
-    for (f, c) in schema.fields().iter().zip(r.inputs.columns()) {
+    let inputs = arrow_select::concat::concat_batches(&schema, records.iter().map(|r| &r.inputs))?;
+    for (f, c) in schema.fields().iter().zip(inputs.columns()) {
         fields.push(Field::new(
             format!("input.{}", f.name()),
             f.data_type().clone(),
@@ -208,40 +224,53 @@ fn to_batch(r: &Record) -> Result<RecordBatch, arrow_schema::ArrowError> {
         ));
         columns.push(c.clone());
     }
-    let classes = r.loaded.predictor.classes();
-    match &r.predictions {
-        Predictions::Regression(v) => {
-            fields.push(Field::new("prediction", DataType::Float64, false));
-            columns.push(Arc::new(Float64Array::from(v.clone())));
-        }
-        p => {
-            let labels: Vec<&str> = p
-                .classes()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|c| classes.get(c as usize).map_or("", String::as_str))
-                .collect();
-            fields.push(Field::new("prediction", DataType::Utf8, false));
-            columns.push(Arc::new(StringArray::from(labels)));
-            let k = classes.len();
-            for (ci, class) in classes.iter().enumerate() {
-                let probs: Vec<f64> = match p {
-                    Predictions::Binary(v) => v
-                        .iter()
-                        .map(|&x| if ci == 1 { x } else { 1.0 - x })
-                        .collect(),
-                    Predictions::Multiclass { probs, .. } => {
-                        probs.chunks(k).map(|row| row[ci]).collect()
-                    }
-                    Predictions::Regression(_) => unreachable!(),
-                };
-                fields.push(Field::new(
-                    format!("prob.{class}"),
-                    DataType::Float64,
-                    false,
-                ));
-                columns.push(Arc::new(Float64Array::from(probs)));
+    let classes = first.loaded.predictor.classes();
+    if matches!(first.predictions, Predictions::Regression(_)) {
+        let values: Float64Array = records
+            .iter()
+            .flat_map(|r| match &r.predictions {
+                Predictions::Regression(v) => v.clone(),
+                _ => vec![f64::NAN; r.inputs.num_rows()],
+            })
+            .collect();
+        fields.push(Field::new("prediction", DataType::Float64, false));
+        columns.push(Arc::new(values));
+    } else {
+        let k = classes.len();
+        let mut labels = arrow_array::builder::StringBuilder::with_capacity(n, n * 8);
+        let mut probs: Vec<Vec<f64>> = vec![Vec::with_capacity(n); k];
+        for r in &records {
+            for c in r.predictions.classes().unwrap_or_default() {
+                labels.append_value(classes.get(c as usize).map_or("", String::as_str));
             }
+            match &r.predictions {
+                Predictions::Binary(v) if k == 2 => {
+                    probs[0].extend(v.iter().map(|x| 1.0 - x));
+                    probs[1].extend_from_slice(v);
+                }
+                Predictions::Multiclass { probs: p, .. } => {
+                    for row in p.chunks(k) {
+                        for (ci, x) in row.iter().enumerate() {
+                            probs[ci].push(*x);
+                        }
+                    }
+                }
+                _ => {
+                    for col in &mut probs {
+                        col.extend(std::iter::repeat_n(f64::NAN, r.inputs.num_rows()));
+                    }
+                }
+            }
+        }
+        fields.push(Field::new("prediction", DataType::Utf8, false));
+        columns.push(Arc::new(labels.finish()));
+        for (class, p) in classes.iter().zip(probs) {
+            fields.push(Field::new(
+                format!("prob.{class}"),
+                DataType::Float64,
+                false,
+            ));
+            columns.push(Arc::new(Float64Array::from(p)));
         }
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
@@ -249,9 +278,15 @@ fn to_batch(r: &Record) -> Result<RecordBatch, arrow_schema::ArrowError> {
 
 async fn flush(project: &Project, metrics: &Metrics, key: &Key, b: Buffer) {
     let (deployment, model, version, _format, role, hour) = key;
-    let rows = b.rows;
-    let bytes = match tokio::task::spawn_blocking(move || parquet_bytes(&b.batches)).await {
-        Ok(Ok(bytes)) => bytes,
+    let (first_us, last_us) = (b.first_us, b.last_us);
+    let records = b.records;
+    let written = tokio::task::spawn_blocking(move || {
+        let batch = to_batch(&records)?;
+        Ok::<_, parquet::errors::ParquetError>((batch.num_rows(), parquet_bytes(&batch)?))
+    })
+    .await;
+    let (rows_written, bytes) = match written {
+        Ok(Ok(x)) => x,
         Ok(Err(e)) => {
             tracing::warn!("prediction log: cannot write a segment for `{deployment}`: {e}");
             return;
@@ -272,9 +307,9 @@ async fn flush(project: &Project, metrics: &Metrics, key: &Key, b: Buffer) {
                 version: version.clone(),
                 role: role.as_str().to_string(),
                 object: hash.to_hex(),
-                rows: rows as i64,
-                first_time: b.first_us / 1000,
-                last_time: b.last_us / 1000,
+                rows: rows_written as i64,
+                first_time: first_us / 1000,
+                last_time: last_us / 1000,
             })
             .await?;
         Ok::<_, kiln_store::StoreError>(())
@@ -282,27 +317,19 @@ async fn flush(project: &Project, metrics: &Metrics, key: &Key, b: Buffer) {
     .await;
     match result {
         Ok(()) => {
-            metrics.log_written.inc_by(rows as u64);
+            metrics.log_written.inc_by(rows_written as u64);
         }
         Err(e) => tracing::warn!("prediction log: cannot store a segment for `{deployment}`: {e}"),
     }
 }
 
-fn parquet_bytes(batches: &[RecordBatch]) -> Result<Vec<u8>, parquet::errors::ParquetError> {
-    let Some(first) = batches.first() else {
-        return Ok(Vec::new());
-    };
-    // Records of one key share a signature; a batch that does not (the
-    // model's columns cannot change within a version) is skipped.
-    let schema = first.schema();
+fn parquet_bytes(batch: &RecordBatch) -> Result<Vec<u8>, parquet::errors::ParquetError> {
     let props = parquet::file::properties::WriterProperties::builder()
         .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
         .build();
     let mut out = Vec::new();
-    let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, schema.clone(), Some(props))?;
-    for b in batches.iter().filter(|b| b.schema() == schema) {
-        w.write(b)?;
-    }
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
+    w.write(batch)?;
     w.close()?;
     Ok(out)
 }
