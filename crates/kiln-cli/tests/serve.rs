@@ -880,3 +880,104 @@ async fn imported_models_answer_what_their_own_libraries_predict() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_request_times_out_and_shutdown_finishes_requests_in_flight() {
+    let p = Project::new();
+    p.kiln(&[
+        "models",
+        "import",
+        "weather",
+        &format!("{FOREIGN}lightgbm_bikeshare_weather_multiclass.txt"),
+        "-q",
+    ])
+    .ok();
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{FOREIGN}lightgbm_bikeshare_weather_multiclass.expected.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let row = expected["rows"][0].clone();
+    let many = |n: usize| {
+        json!({ "dataframe_split": {
+            "columns": expected["columns"],
+            "data": vec![row.clone(); n],
+        }})
+    };
+
+    // 200,000 rows cannot be scored in 5 ms: 503, and the server lives on.
+    let server = serve(&p, &["weather@1", "--timeout", "5ms"]);
+    let http = Http::new(&server);
+    let (status, _, v) = http.json("/invocations", many(90_000)).await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"]["code"], "TIMEOUT");
+    let (status, _, _) = http.json("/invocations", many(1)).await;
+    assert_eq!(status, 200);
+    drop(server);
+
+    // SIGTERM while a large request is being answered: it is answered.
+    let mut server = serve(&p, &["weather@1"]);
+    let http = std::sync::Arc::new(Http::new(&server));
+    let in_flight = {
+        let (http, body) = (http.clone(), many(90_000));
+        tokio::spawn(async move { http.json("/invocations", body).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    assert_eq!(server.terminate(), 0, "{}", server.log());
+    let (status, _, v) = in_flight.await.unwrap();
+    assert_eq!(status, 200, "{v:.200}");
+    assert_eq!(v["predictions"].as_array().unwrap().len(), 90_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serving_logs_to_postgres_and_s3() {
+    let p = Project::on_servers().await;
+    p.kiln(&[
+        "models",
+        "import",
+        "credit",
+        &format!("{FOREIGN}xgboost_credit_binary.json"),
+        "-q",
+    ])
+    .ok();
+    p.kiln(&["models", "alias", "credit", "champion", "1", "-q"])
+        .ok();
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{FOREIGN}xgboost_credit_binary.expected.json")).unwrap(),
+    )
+    .unwrap();
+    let mut server = serve(&p, &["credit@champion"]);
+    let http = Http::new(&server);
+    let (status, id, v) = http
+        .json(
+            "/api/v1/deployments/credit/predict",
+            json!({ "dataframe_split": { "columns": expected["columns"], "data": expected["rows"] } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let id = id.unwrap();
+    let n = expected["rows"].as_array().unwrap().len();
+    let (status, _, _) = http
+        .json(
+            "/api/v1/deployments/credit/feedback",
+            json!({ "request_id": id, "labels": vec!["1"; n] }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(server.terminate(), 0, "{}", server.log());
+    let logged = p
+        .kiln(&["predictions", "credit", "--limit", "1000", "--json"])
+        .ok()
+        .json();
+    let logged = logged.as_array().unwrap();
+    assert_eq!(logged.len(), n);
+    for r in logged {
+        let row = r["row"].as_u64().unwrap() as usize;
+        let want = expected["predictions"][row].as_f64().unwrap();
+        assert!((r["prob.1"].as_f64().unwrap() - want).abs() <= 1e-6, "{r}");
+        assert_eq!(r["label"], "1");
+        assert_eq!(r["format"], Value::Null);
+    }
+}
