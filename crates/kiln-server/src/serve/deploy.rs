@@ -70,6 +70,8 @@ pub struct Deployment {
     pub shadow: Mutex<ShadowStats>,
     /// Requests being answered now.
     pub in_flight: prometheus_client::metrics::gauge::Gauge,
+    /// References whose move to a version failed to load, and that version.
+    failed: Mutex<std::collections::HashMap<String, i64>>,
 }
 
 impl Deployment {
@@ -89,6 +91,7 @@ impl Deployment {
             counter: AtomicU64::new(0),
             shadow: Mutex::new(ShadowStats::default()),
             in_flight,
+            failed: Mutex::default(),
         }
     }
 
@@ -306,8 +309,18 @@ async fn moved_version(
     let Some(now) = project.current_version(r).await? else {
         return Ok(None);
     };
-    if now.to_string() == current.version {
+    let key = r.to_string();
+    if now.to_string() == current.version
+        || d.failed.lock().expect("failed loads").get(&key) == Some(&now)
+    {
         return Ok(None);
     }
-    Ok(Some(load(project, metrics, d.name(), r).await?))
+    match load(project, metrics, d.name(), r).await {
+        Ok(l) => Ok(Some(l)),
+        Err(e) => {
+            // Tried once per move: the next move (or a restart) tries again.
+            d.failed.lock().expect("failed loads").insert(key, now);
+            Err(e.context(format!("{r} moved to v{now}, which cannot be loaded")))
+        }
+    }
 }

@@ -92,7 +92,14 @@ pub fn start(
 
 type Key = (Arc<str>, String, String, String, Role, String);
 
+/// Records converted to columns this many at a time, so a buffer holds
+/// columns (about 10 bytes a value) rather than a small batch per request.
+const CHUNK: usize = 1024;
+
 struct Buffer {
+    /// Converted records.
+    chunks: Vec<RecordBatch>,
+    /// Records not converted yet.
     records: Vec<Record>,
     rows: usize,
     first_us: i64,
@@ -122,6 +129,7 @@ async fn writer(
                         hour_of(r.time_us),
                     );
                     let b = buffers.entry(key.clone()).or_insert_with(|| Buffer {
+                        chunks: Vec::new(),
                         records: Vec::new(),
                         rows: 0,
                         first_us: r.time_us,
@@ -132,6 +140,14 @@ async fn writer(
                     b.last_us = b.last_us.max(r.time_us);
                     b.first_us = b.first_us.min(r.time_us);
                     b.records.push(r);
+                    if b.records.len() >= CHUNK {
+                        let records = std::mem::take(&mut b.records);
+                        match tokio::task::spawn_blocking(move || to_batch(&records)).await {
+                            Ok(Ok(batch)) => b.chunks.push(batch),
+                            Ok(Err(e)) => tracing::warn!("prediction log: cannot record predictions: {e}"),
+                            Err(e) => tracing::warn!("prediction log: converter failed: {e}"),
+                        }
+                    }
                     if b.rows >= FLUSH_ROWS {
                         let b = buffers.remove(&key).expect("just filled");
                         flush(&project, &metrics, &key, b).await;
@@ -279,13 +295,24 @@ fn to_batch(records: &[Record]) -> Result<RecordBatch, arrow_schema::ArrowError>
 async fn flush(project: &Project, metrics: &Metrics, key: &Key, b: Buffer) {
     let (deployment, model, version, _format, role, hour) = key;
     let (first_us, last_us) = (b.first_us, b.last_us);
-    let records = b.records;
+    let (mut chunks, records) = (b.chunks, b.records);
     let written = tokio::task::spawn_blocking(move || {
-        let batch = to_batch(&records)?;
+        if !records.is_empty() {
+            chunks.push(to_batch(&records)?);
+        }
+        let Some(first) = chunks.first() else {
+            return Ok((0, Vec::new()));
+        };
+        let schema = first.schema();
+        let batch = arrow_select::concat::concat_batches(
+            &schema,
+            chunks.iter().filter(|c| c.schema() == schema),
+        )?;
         Ok::<_, parquet::errors::ParquetError>((batch.num_rows(), parquet_bytes(&batch)?))
     })
     .await;
     let (rows_written, bytes) = match written {
+        Ok(Ok((0, _))) => return,
         Ok(Ok(x)) => x,
         Ok(Err(e)) => {
             tracing::warn!("prediction log: cannot write a segment for `{deployment}`: {e}");

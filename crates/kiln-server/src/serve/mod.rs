@@ -388,9 +388,9 @@ async fn reload_loop(s: ServeState) {
                         );
                     }
                 }
-                Err(e) => tracing::warn!(
-                    deployment = d.name(),
-                    "cannot follow a moved alias, still serving the loaded version: {e:#}"
+                Err(e) => eprintln!(
+                    "kiln serve: {}: {e:#}; still serving the loaded version",
+                    d.name()
                 ),
             }
         }
@@ -472,6 +472,7 @@ async fn score(
         }
     };
     let latency = started.elapsed();
+    let rows = batch.num_rows();
     vm.ok.inc();
     vm.rows.inc_by(batch.num_rows() as u64);
     vm.latency.observe(latency.as_secs_f64());
@@ -481,11 +482,17 @@ async fn score(
     if let Some(shadow) = live.shadow.clone() {
         let (s2, d2, primary, answer) = (s.clone(), d.clone(), loaded.clone(), predictions.clone());
         let id2 = id.to_string();
-        tokio::spawn(async move {
+        let mirror = move || {
             run_shadow(
                 &s2, &d2, &shadow, &primary, frame, &answer, latency_ms, &id2, time_us, sampled,
             )
-        });
+        };
+        // Off the request's path; large batches off the async threads too.
+        if rows > BLOCKING_ROWS {
+            tokio::task::spawn_blocking(mirror);
+        } else {
+            tokio::spawn(async move { mirror() });
+        }
     }
     if sampled && let Some(logger) = &s.logger {
         logger.log(Record {
@@ -621,6 +628,22 @@ fn labels(l: &Loaded, p: &Predictions) -> Vec<String> {
         .collect()
 }
 
+/// What MLflow's scoring server answers for the model's flavour: a
+/// LightGBM or XGBoost booster's `predict` (the probability of class 1,
+/// each class's probability, or the value), as `mlflow.lightgbm` and
+/// `mlflow.xgboost` serve native boosters; a class label or value for
+/// kiln and ONNX models, as scikit-learn classifiers answer.
+fn mlflow_predictions(l: &Loaded, p: &Predictions) -> Vec<Value> {
+    let booster = matches!(l.predictor.format(), "lightgbm" | "xgboost");
+    match p {
+        Predictions::Binary(v) if booster => v.iter().map(|&x| json!(x)).collect(),
+        Predictions::Multiclass { probs, n_classes } if booster => {
+            probs.chunks(*n_classes).map(|row| json!(row)).collect()
+        }
+        _ => prediction_values(l, p),
+    }
+}
+
 /// The predicted value of each row: a number, or a class label.
 fn prediction_values(l: &Loaded, p: &Predictions) -> Vec<Value> {
     match p {
@@ -700,7 +723,7 @@ async fn invocations(
             });
         };
         let scored = score(&s, d, frame, header_key(&headers), &id, started).await?;
-        Ok::<_, Failure>(json!({ "predictions": prediction_values(&scored.loaded, &scored.predictions) }))
+        Ok::<_, Failure>(json!({ "predictions": mlflow_predictions(&scored.loaded, &scored.predictions) }))
     }
     .await;
     match result {
