@@ -64,17 +64,14 @@ fn check_unique<'a>(
     names: impl IntoIterator<Item = &'a str>,
     what: &str,
 ) -> Result<(), InputError> {
-    let mut seen = HashSet::new();
-    for name in names {
-        if !seen.insert(name) {
-            return Err(InputError::new(
-                Some(name),
-                None,
-                format!("{what} \"{name}\" appears twice; send each column once"),
-            ));
-        }
+    match crate::typing::first_duplicate(names) {
+        Some(name) => Err(InputError::new(
+            Some(name),
+            None,
+            format!("{what} \"{name}\" appears twice; send each column once"),
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 impl Frame {
