@@ -53,13 +53,13 @@ pub struct Loaded {
 
 /// The versions answering now; replaced whole on a reload.
 pub struct Live {
-    /// Arms with their cumulative share of traffic, out of [`SHARES`].
+    /// Arms with their cumulative share of traffic, in millionths.
     pub arms: Vec<(Arc<Loaded>, u64)>,
     pub shadow: Option<Arc<Loaded>>,
 }
 
 /// Traffic shares are counted in units of 1/SHARES.
-const SHARES: u64 = 1_000_000;
+pub const SHARES: u64 = 1_000_000;
 
 /// A deployment: its declaration, the versions live now and what the
 /// shadow has seen.
