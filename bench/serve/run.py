@@ -32,6 +32,9 @@ import time
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from procs import free_port, tail, tree_cpu_s, tree_pids  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 LUA = os.path.join(HERE, "post.lua")
 WARMUP_S = 2
@@ -48,47 +51,10 @@ def log(msg):
     print(f"[bench serve] {msg}", file=sys.stderr, flush=True)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
-def tree_pids(root):
-    """The root pid and all its descendants (from /proc/*/stat)."""
-    parent = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    stat = f.read()
-                parent[int(d)] = int(stat[stat.rindex(")") + 2:].split()[1])
-            except (OSError, ValueError, IndexError):
-                pass
-    out, frontier = {root}, [root]
-    while frontier:
-        p = frontier.pop()
-        for c, pp in parent.items():
-            if pp == p and c not in out:
-                out.add(c)
-                frontier.append(c)
-    return sorted(out)
 
 
-def tree_cpu_s(root):
-    """CPU seconds (user + system, all threads) the process tree has used so far."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in tree_pids(root):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / tick
 
 
 def tree_memory(root):
@@ -106,12 +72,6 @@ def tree_memory(root):
     return round(rss_kb / 1024, 1), procs
 
 
-def tail(path, n=800):
-    try:
-        with open(path, "rb") as f:
-            return f.read()[-n:].decode("utf-8", "replace")
-    except OSError:
-        return ""
 
 
 def post(url, body, timeout=30):

@@ -36,6 +36,9 @@ import mlflow  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from procs import free_port, tail, tree_cpu_s, tree_pids  # noqa: E402
+
 N_CREATE = 200
 N_LOG_METRIC = 1000
 BATCHES, BATCH_SIZE = 10, 1000
@@ -52,51 +55,10 @@ def log(msg):
     print(f"[bench tracking] {msg}", file=sys.stderr, flush=True)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
-def tree_pids(root):
-    """The root pid and all its descendants (from /proc/*/stat)."""
-    parent = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    stat = f.read()
-                ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-                parent[int(d)] = ppid
-            except (OSError, ValueError, IndexError):
-                pass
-    out, frontier = {root}, [root]
-    while frontier:
-        p = frontier.pop()
-        for c, pp in parent.items():
-            if pp == p and c not in out:
-                out.add(c)
-                frontier.append(c)
-    return sorted(out)
 
 
-def tree_cpu_s(root):
-    """CPU seconds (user + system) the server's process tree has used so far.
-    The client is the same Python code on both sides and caps what one client
-    can send; the server's own CPU per operation is what it can sustain per
-    core, whatever drives it."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in tree_pids(root):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / tick
 
 
 def tree_memory_mib(root):
@@ -182,12 +144,6 @@ class Server:
                 self.proc.wait()
 
 
-def tail(path, n=600):
-    try:
-        with open(path, "rb") as f:
-            return f.read()[-n:].decode("utf-8", "replace")
-    except OSError:
-        return ""
 
 
 def search_data():
