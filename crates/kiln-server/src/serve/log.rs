@@ -123,6 +123,7 @@ async fn writer(
     flush_every: Duration,
 ) {
     let mut buffers: HashMap<Key, Buffer> = HashMap::new();
+    let converter = Converter::start();
     // The writer wakes on a timer and drains the queue, rather than waiting
     // on it: a sender then never has a waiting task to wake, which would cost
     // every request a wake-up of this task.
@@ -162,15 +163,17 @@ async fn writer(
             b.records.push(r);
             if b.records.len() >= CHUNK {
                 let records = std::mem::take(&mut b.records);
-                match tokio::task::spawn_blocking(move || to_batch(&records)).await {
-                    Ok(Ok(batch)) => b.chunks.push(batch),
-                    Ok(Err(e)) => tracing::warn!("prediction log: cannot record predictions: {e}"),
-                    Err(e) => tracing::warn!("prediction log: converter failed: {e}"),
+                match converter.run(move || to_batch(&records)).await {
+                    Some(Ok(batch)) => b.chunks.push(batch),
+                    Some(Err(e)) => {
+                        tracing::warn!("prediction log: cannot record predictions: {e}")
+                    }
+                    None => tracing::warn!("prediction log: the converter thread is gone"),
                 }
             }
             if b.rows >= FLUSH_ROWS {
                 let b = buffers.remove(&key).expect("just filled");
-                flush(&project, &metrics, &key, b).await;
+                flush(&project, &metrics, &converter, &key, b).await;
             }
         }
         let due: Vec<Key> = buffers
@@ -180,11 +183,11 @@ async fn writer(
             .collect();
         for k in due {
             let b = buffers.remove(&k).expect("listed");
-            flush(&project, &metrics, &k, b).await;
+            flush(&project, &metrics, &converter, &k, b).await;
         }
     }
     for (k, b) in buffers.drain() {
-        flush(&project, &metrics, &k, b).await;
+        flush(&project, &metrics, &converter, &k, b).await;
     }
 }
 
@@ -307,36 +310,85 @@ fn to_batch(records: &[Record]) -> Result<RecordBatch, arrow_schema::ArrowError>
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }
 
-async fn flush(project: &Project, metrics: &Metrics, key: &Key, b: Buffer) {
+/// A thread of its own for the log's CPU work (records to columns, Parquet),
+/// at a lower scheduling priority than the threads answering requests, so
+/// that on a busy machine the log waits rather than the requests.
+struct Converter {
+    jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
+}
+
+impl Converter {
+    fn start() -> Converter {
+        let (jobs, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let spawned = std::thread::Builder::new()
+            .name("kiln-log".into())
+            .spawn(move || {
+                lower_priority();
+                // Ends when the writer drops its sender.
+                while let Ok(job) = rx.recv() {
+                    job();
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("prediction log: cannot start its converter thread: {e}");
+        }
+        Converter { jobs }
+    }
+
+    /// Runs `f` on the converter thread; None if the thread is gone.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = tx.send(f());
+            }))
+            .ok()?;
+        rx.await.ok()
+    }
+}
+
+/// Nice 10 for the calling thread (Linux: `setpriority` with who = 0 names
+/// the calling thread); elsewhere, or if refused, nothing changes.
+#[allow(unsafe_code)]
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority takes plain integers and touches no memory of ours.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
+}
+
+async fn flush(project: &Project, metrics: &Metrics, converter: &Converter, key: &Key, b: Buffer) {
     let (deployment, _, role, hour) = key;
     let hour = hour_of(hour * HOUR_US);
     let (model, version) = (b.loaded.model_name.clone(), b.loaded.version.clone());
     let (first_us, last_us) = (b.first_us, b.last_us);
     let (mut chunks, records) = (b.chunks, b.records);
-    let written = tokio::task::spawn_blocking(move || {
-        if !records.is_empty() {
-            chunks.push(to_batch(&records)?);
-        }
-        let Some(first) = chunks.first() else {
-            return Ok((0, Vec::new()));
-        };
-        let schema = first.schema();
-        let batch = arrow_select::concat::concat_batches(
-            &schema,
-            chunks.iter().filter(|c| c.schema() == schema),
-        )?;
-        Ok::<_, parquet::errors::ParquetError>((batch.num_rows(), parquet_bytes(&batch)?))
-    })
-    .await;
+    let written = converter
+        .run(move || {
+            if !records.is_empty() {
+                chunks.push(to_batch(&records)?);
+            }
+            let Some(first) = chunks.first() else {
+                return Ok((0, Vec::new()));
+            };
+            let schema = first.schema();
+            let batch = arrow_select::concat::concat_batches(
+                &schema,
+                chunks.iter().filter(|c| c.schema() == schema),
+            )?;
+            Ok::<_, parquet::errors::ParquetError>((batch.num_rows(), parquet_bytes(&batch)?))
+        })
+        .await;
     let (rows_written, bytes) = match written {
-        Ok(Ok((0, _))) => return,
-        Ok(Ok(x)) => x,
-        Ok(Err(e)) => {
+        Some(Ok((0, _))) => return,
+        Some(Ok(x)) => x,
+        Some(Err(e)) => {
             tracing::warn!("prediction log: cannot write a segment for `{deployment}`: {e}");
             return;
         }
-        Err(e) => {
-            tracing::warn!("prediction log: segment writer failed: {e}");
+        None => {
+            tracing::warn!("prediction log: the converter thread is gone");
             return;
         }
     };
