@@ -1012,3 +1012,62 @@ async fn serving_logs_to_postgres_and_s3() {
         assert_eq!(r["format"], Value::Null);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alias_moved_to_a_version_that_cannot_load_keeps_the_old_one_serving() {
+    let p = Project::new();
+    for file in ["xgboost_credit_binary.json", "onnx_credit_forest.onnx"] {
+        p.kiln(&[
+            "models",
+            "import",
+            "credit",
+            &format!("{FOREIGN}{file}"),
+            "-q",
+        ])
+        .ok();
+    }
+    p.kiln(&["models", "alias", "credit", "champion", "1", "-q"])
+        .ok();
+    // Version 2 reads strings through operators kiln does not evaluate:
+    // serving it is refused at start, naming them.
+    let out = p.kiln(&["serve", "credit@2", "--port", "0"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("OneHotEncoder"), "{}", out.stderr);
+
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{FOREIGN}xgboost_credit_binary.expected.json")).unwrap(),
+    )
+    .unwrap();
+    let body = json!({ "dataframe_split": {
+        "columns": expected["columns"],
+        "data": [expected["rows"][0]],
+    }});
+    let server = serve(&p, &["credit@champion", "--reload-every", "100ms"]);
+    let http = Http::new(&server);
+    p.kiln(&["models", "alias", "credit", "champion", "2", "-q"])
+        .ok();
+    let mut reported = false;
+    for _ in 0..50 {
+        let (status, _, v) = http
+            .json("/api/v1/deployments/credit/predict", body.clone())
+            .await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["model"]["version"], "1");
+        if server.log().contains("cannot be loaded") {
+            reported = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(reported, "{}", server.log());
+    // Tried once for this move, not on every check.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        server.log().matches("cannot be loaded").count(),
+        1,
+        "{}",
+        server.log()
+    );
+    let (_, metrics) = http.get("/metrics").await;
+    assert!(metrics.contains("kiln_model_reloads_total 0"), "{metrics}");
+}
