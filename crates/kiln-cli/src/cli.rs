@@ -216,7 +216,9 @@ pub struct TrainArgs {
 
 #[derive(Debug, Args)]
 pub struct PredictArgs {
-    /// A model: a run id (prefix) from `kiln train`, or a model file.
+    /// A model: a run id (prefix) from `kiln train`, `NAME@VERSION` or
+    /// `NAME@ALIAS` from the registry, or a model file (kiln, ONNX, LightGBM
+    /// text, XGBoost JSON; imported models read their columns by name).
     pub model: String,
     /// The rows to score: a file (CSV, Parquet, JSON lines) or a dataset
     /// reference (`NAME[@VERSION]`).
@@ -231,7 +233,8 @@ pub struct PredictArgs {
 
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
-    /// A model: a run id (prefix) from `kiln train`, or a model file.
+    /// A kiln model: a run id (prefix) from `kiln train`, `NAME@VERSION`
+    /// or `NAME@ALIAS`, or a model file.
     pub model: String,
     /// A labelled table: a file or a dataset reference.
     pub data: String,

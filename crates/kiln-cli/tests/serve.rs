@@ -1071,3 +1071,74 @@ async fn an_alias_moved_to_a_version_that_cannot_load_keeps_the_old_one_serving(
     let (_, metrics) = http.get("/metrics").await;
     assert!(metrics.contains("kiln_model_reloads_total 0"), "{metrics}");
 }
+
+#[test]
+fn kiln_predict_scores_imported_models_like_their_libraries() {
+    let p = Project::new();
+    p.kiln(&[
+        "models",
+        "import",
+        "weather",
+        &format!("{FOREIGN}xgboost_bikeshare_weather_multiclass.json"),
+        "-q",
+    ])
+    .ok();
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{FOREIGN}xgboost_bikeshare_weather_multiclass.expected.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    // The rows as CSV, with an id column the model does not read first.
+    let cols: Vec<&str> = expected["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let mut csv = format!("id,{}\n", cols.join(","));
+    for (i, r) in expected["rows"].as_array().unwrap().iter().enumerate() {
+        let cells: Vec<String> = r
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                if v.is_null() {
+                    String::new()
+                } else {
+                    v.to_string()
+                }
+            })
+            .collect();
+        csv.push_str(&format!("{i},{}\n", cells.join(",")));
+    }
+    p.write("rows.csv", csv);
+    for model in [
+        "weather@1".to_string(),
+        format!("{FOREIGN}xgboost_bikeshare_weather_multiclass.json"),
+    ] {
+        p.kiln(&[
+            "predict", &model, "rows.csv", "-o", "out.csv", "--keep", "id", "-q",
+        ])
+        .ok();
+        let out = std::fs::read_to_string(p.path("out.csv")).unwrap();
+        let mut lines = out.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        assert_eq!(&header[..2], &["id", "prediction"], "{header:?}");
+        for (i, line) in lines.enumerate() {
+            let cells: Vec<&str> = line.split(',').collect();
+            assert_eq!(cells[0], i.to_string());
+            let want = expected["predictions"][i].as_array().unwrap();
+            for (k, w) in want.iter().enumerate() {
+                let got: f64 = cells[2 + k].parse().unwrap();
+                assert!((got - w.as_f64().unwrap()).abs() <= 1e-6, "{model} row {i}");
+            }
+        }
+    }
+    // A table without a column the model reads: named.
+    p.write("short.csv", "hour\n1\n");
+    let out = p.kiln(&["predict", "weather@1", "short.csv", "-o", "x.csv"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("lacks column"), "{}", out.stderr);
+}

@@ -273,6 +273,88 @@ impl Project {
     }
 }
 
+impl Project {
+    /// An imported model (ONNX, LightGBM, XGBoost) that `reference` names: a
+    /// file or a registry version of one of those formats. None for kiln
+    /// models and runs, which [`Project::load_model`] loads.
+    pub async fn load_imported(
+        &self,
+        reference: &str,
+    ) -> Result<Option<kiln_ml::imported::ImportedModel>> {
+        let r = crate::ModelRef::parse(reference);
+        let bytes = match &r {
+            crate::ModelRef::File(path) if path.is_file() => {
+                std::fs::read(path).map_err(ProjectError::io("read", path))?
+            }
+            crate::ModelRef::Alias { .. } | crate::ModelRef::Version { .. } => {
+                let fetched = self.fetch_model(&r).await?;
+                if fetched.format == "kiln" {
+                    return Ok(None);
+                }
+                fetched.bytes
+            }
+            _ => return Ok(None),
+        };
+        match kiln_ml::foreign::inspect(&bytes) {
+            Ok(info) if info.format != kiln_ml::foreign::ModelFormat::Kiln => {
+                kiln_ml::imported::ImportedModel::load(&bytes)
+                    .map(Some)
+                    .map_err(|source| ProjectError::Import {
+                        path: reference.into(),
+                        source,
+                    })
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// The columns an imported model reads, taken by name from `input` and
+/// cast to floats, as one batch (extra columns are left out).
+pub fn imported_input(
+    model: &kiln_ml::imported::ImportedModel,
+    input: &[RecordBatch],
+) -> Result<RecordBatch> {
+    use std::sync::Arc;
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for c in model.inputs() {
+        let mut parts = Vec::new();
+        for b in input {
+            let col = b.column_by_name(&c.name).ok_or_else(|| {
+                ProjectError::WrongKind(format!(
+                    "The input lacks column `{}`, which the model reads (it reads {})",
+                    c.name,
+                    model
+                        .inputs()
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+            parts.push(
+                arrow_cast::cast(col, &arrow_schema::DataType::Float64).map_err(|e| {
+                    ProjectError::WrongKind(format!(
+                        "Column `{}` cannot be read as numbers ({e}); the model takes numbers \
+                         (category codes for categorical features)",
+                        c.name
+                    ))
+                })?,
+            );
+        }
+        let refs: Vec<&dyn arrow_array::Array> = parts.iter().map(|a| a.as_ref()).collect();
+        columns.push(arrow_select::concat::concat(&refs).map_err(kiln_data::DataError::from)?);
+        fields.push(arrow_schema::Field::new(
+            &c.name,
+            arrow_schema::DataType::Float64,
+            true,
+        ));
+    }
+    RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns)
+        .map_err(|e| ProjectError::Data(kiln_data::DataError::from(e)))
+}
+
 /// Whether a command-line name that is neither a file nor a known dataset or
 /// run was meant as a file: it has a folder part, or an extension and no
 /// `@VERSION`.
@@ -306,7 +388,7 @@ fn check_split_column(batches: &[RecordBatch], split: &automl::SplitStrategy) ->
 /// `keep` columns of the input, then `prediction` and, for classifiers,
 /// `prob_<class>` per class. The file appears whole or not at all.
 pub fn write_predictions(
-    model: &Model,
+    classes: &[String],
     predictions: &kiln_ml::Predictions,
     input: &[RecordBatch],
     keep: &[String],
@@ -334,7 +416,6 @@ pub fn write_predictions(
         columns.push(arrow_select::concat::concat(&parts).map_err(kiln_data::DataError::from)?);
         fields.push(field);
     }
-    let classes = &model.target.classes;
     match predictions {
         kiln_ml::Predictions::Regression(v) => {
             fields.push(Field::new("prediction", DataType::Float64, false));

@@ -321,12 +321,38 @@ pub async fn predict(
     args: PredictArgs,
     p: Printer,
 ) -> anyhow::Result<ExitStatus> {
+    if let Some(model) = project.load_imported(&args.model).await? {
+        // An ONNX, LightGBM or XGBoost model: evaluated by kiln, on the
+        // columns it reads.
+        let (batches, label) = project.read_table(&args.data).await?;
+        let x = kiln_project::training::imported_input(&model, &batches)?;
+        let predictions = tokio::task::block_in_place(|| model.predict(&x))
+            .map_err(kiln_project::ProjectError::Ml)?;
+        let rows = write_predictions(
+            model.classes(),
+            &predictions,
+            &batches,
+            &args.keep,
+            &args.output,
+        )?;
+        if p.json {
+            p.json(&serde_json::json!({ "rows": rows, "output": args.output, "input": label }));
+        } else {
+            p.note(format!(
+                "Wrote {} predictions of the {} model to {}",
+                thousands(rows as i64),
+                model.format(),
+                args.output.display()
+            ));
+        }
+        return Ok(ExitStatus::Success);
+    }
     let model = project.load_model(&args.model).await?;
     let (batches, label) = project.read_table(&args.data).await?;
     let scored = tokio::task::block_in_place(|| model.predict(&batches))
         .map_err(kiln_project::ProjectError::Ml)?;
     let rows = write_predictions(
-        &model,
+        &model.target.classes,
         &scored.predictions,
         &batches,
         &args.keep,
