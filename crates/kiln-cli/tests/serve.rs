@@ -240,6 +240,7 @@ async fn every_protocol_answers_what_kiln_predict_computes() {
     assert_eq!(status, 200);
     let meta: Value = serde_json::from_str(&meta).unwrap();
     assert_eq!(meta["inputs"].as_array().unwrap().len(), cols.len());
+    assert_eq!(meta["platform"], "kiln");
     assert_eq!(http.get("/v2/health/ready").await.0, 200);
     assert_eq!(http.get("/v2/models/bikes/ready").await.0, 200);
     assert_eq!(http.get("/healthz").await.0, 200);

@@ -822,7 +822,11 @@ fn v2_meta(d: &Deployment) -> Value {
     json!({
         "name": d.name(),
         "versions": live.arms.iter().map(|(a, _)| a.version.clone()).collect::<Vec<_>>(),
-        "platform": format!("kiln_{}", main.predictor.format()),
+        // Triton names platforms runtime_format (onnxruntime_onnx).
+        "platform": match main.predictor.format() {
+            "kiln" => "kiln".to_string(),
+            other => format!("kiln_{other}"),
+        },
         "inputs": inputs,
         "outputs": outputs,
     })
