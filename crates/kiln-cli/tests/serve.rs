@@ -91,6 +91,26 @@ fn kiln_predict(p: &Project, model: &str, rows: &[Value]) -> Vec<f64> {
         .collect()
 }
 
+/// The rows as v2 input tensors, one per column.
+fn v2_inputs(rows: &[Value]) -> Vec<Value> {
+    rows[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|c| {
+            let data: Vec<Value> = rows.iter().map(|r| r[c].clone()).collect();
+            let datatype = if data[0].is_string() {
+                "BYTES"
+            } else if data.iter().all(Value::is_i64) {
+                "INT64"
+            } else {
+                "FP64"
+            };
+            json!({ "name": c, "shape": [rows.len()], "datatype": datatype, "data": data })
+        })
+        .collect()
+}
+
 fn numbers(v: &Value) -> Vec<f64> {
     v.as_array()
         .unwrap_or_else(|| panic!("not a list: {v}"))
@@ -197,20 +217,7 @@ async fn every_protocol_answers_what_kiln_predict_computes() {
     assert_close(&numbers(&v["predictions"]), &want, "CSV");
 
     // Open Inference Protocol v2: one tensor per column.
-    let inputs: Vec<Value> = cols
-        .iter()
-        .map(|c| {
-            let data: Vec<Value> = rows.iter().map(|r| r[c].clone()).collect();
-            let datatype = if data[0].is_string() {
-                "BYTES"
-            } else if data.iter().all(Value::is_i64) {
-                "INT64"
-            } else {
-                "FP64"
-            };
-            json!({ "name": c, "shape": [rows.len()], "datatype": datatype, "data": data })
-        })
-        .collect();
+    let inputs = v2_inputs(&rows);
     let (status, id, v) = http
         .json(
             "/v2/models/bikes/infer",
@@ -335,6 +342,9 @@ async fn bad_requests_get_400_naming_the_column_and_row() {
         .post("/invocations", "application/xml", "<x/>".into())
         .await;
     assert_eq!(status, 415);
+    let (status, text) = http.get("/invocations").await;
+    assert_eq!(status, 405);
+    assert!(text.contains("GET is not allowed"), "{text}");
 
     // v2: a tensor whose length disagrees with its shape.
     let (status, _, v) = http
@@ -512,6 +522,18 @@ async fn a_split_sends_its_share_and_a_key_always_meets_the_same_version() {
         (110..=130).contains(&by_2),
         "version 2 answered {by_2} of 400"
     );
+
+    // A request to a version's own v2 path is answered by that version.
+    for v in ["1", "2", "1", "2", "2"] {
+        let (status, _, out) = http
+            .json(
+                &format!("/v2/models/bikes/versions/{v}/infer"),
+                json!({ "inputs": v2_inputs(&rows) }),
+            )
+            .await;
+        assert_eq!(status, 200, "{out}");
+        assert_eq!(out["model_version"], v);
+    }
 
     // Sticky: a key always meets the same version, and keys spread.
     let mut versions = std::collections::HashSet::new();

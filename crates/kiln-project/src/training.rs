@@ -286,12 +286,19 @@ impl Project {
             crate::ModelRef::File(path) if path.is_file() => {
                 std::fs::read(path).map_err(ProjectError::io("read", path))?
             }
-            crate::ModelRef::Alias { .. } | crate::ModelRef::Version { .. } => {
-                let fetched = self.fetch_model(&r).await?;
-                if fetched.format == "kiln" {
+            crate::ModelRef::Alias { name, alias } => {
+                // The record says the format: a kiln model's bytes are
+                // fetched once, by `load_model`.
+                if self.meta.model_version_by_alias(name, alias).await?.format == "kiln" {
                     return Ok(None);
                 }
-                fetched.bytes
+                self.fetch_model(&r).await?.bytes
+            }
+            crate::ModelRef::Version { name, version } => {
+                if self.meta.model_version(name, *version).await?.format == "kiln" {
+                    return Ok(None);
+                }
+                self.fetch_model(&r).await?.bytes
             }
             _ => return Ok(None),
         };

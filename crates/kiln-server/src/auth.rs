@@ -68,6 +68,16 @@ pub struct Guard {
     pub needs: Permission,
 }
 
+impl Guard {
+    /// `route` behind [`authorize`] with this guard.
+    pub fn wrap<S: Clone + Send + Sync + 'static>(
+        self,
+        route: axum::routing::MethodRouter<S>,
+    ) -> axum::routing::MethodRouter<S> {
+        route.route_layer(axum::middleware::from_fn_with_state(self, authorize))
+    }
+}
+
 /// The middleware every route is wrapped in (see `router::guarded`).
 pub async fn authorize(State(guard): State<Guard>, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();

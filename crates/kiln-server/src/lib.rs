@@ -113,12 +113,12 @@ pub fn guarded(
     needs: Permission,
     route: MethodRouter<AppState>,
 ) -> MethodRouter<AppState> {
-    let guard = Guard {
+    Guard {
         authorizer: s.authorizer.clone(),
         project: s.project_name.clone(),
         needs,
-    };
-    route.route_layer(axum::middleware::from_fn_with_state(guard, auth::authorize))
+    }
+    .wrap(route)
 }
 
 /// The whole HTTP surface.

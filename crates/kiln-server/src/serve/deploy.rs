@@ -10,7 +10,7 @@ use std::time::Instant;
 use kiln_project::{ModelRef, Project};
 use kiln_serve::Predictor;
 
-use super::metrics::{Metrics, VersionMetrics};
+use super::metrics::{DeploymentMetrics, Metrics, VersionMetrics};
 
 /// What a deployment is declared to serve.
 #[derive(Clone, Debug)]
@@ -59,17 +59,30 @@ pub struct Live {
 }
 
 /// Traffic shares are counted in units of 1/SHARES.
-pub const SHARES: u64 = 1_000_000;
+const SHARES: u64 = 1_000_000;
+
+impl Live {
+    /// Each arm with its percentage of traffic.
+    pub fn percents(&self) -> impl Iterator<Item = (&Arc<Loaded>, f64)> {
+        let mut before = 0;
+        self.arms.iter().map(move |(a, upto)| {
+            let pct = (upto - before) as f64 * 100.0 / SHARES as f64;
+            before = *upto;
+            (a, pct)
+        })
+    }
+}
 
 /// A deployment: its declaration, the versions live now and what the
 /// shadow has seen.
 pub struct Deployment {
     pub spec: DeploymentSpec,
+    /// The name, shared with every log record.
+    name: Arc<str>,
     live: RwLock<Arc<Live>>,
     counter: AtomicU64,
     pub shadow: Mutex<ShadowStats>,
-    /// Requests being answered now.
-    pub in_flight: prometheus_client::metrics::gauge::Gauge,
+    pub metrics: DeploymentMetrics,
     /// References whose move to a version failed to load, and that version.
     failed: Mutex<std::collections::HashMap<String, i64>>,
 }
@@ -79,24 +92,30 @@ impl Deployment {
         spec: DeploymentSpec,
         arms: Vec<Arc<Loaded>>,
         shadow: Option<Arc<Loaded>>,
-        in_flight: prometheus_client::metrics::gauge::Gauge,
+        metrics: DeploymentMetrics,
     ) -> Self {
         let live = Live {
             arms: weigh(&spec, arms),
             shadow,
         };
         Deployment {
+            name: spec.name.as_str().into(),
             spec,
             live: RwLock::new(Arc::new(live)),
             counter: AtomicU64::new(0),
             shadow: Mutex::new(ShadowStats::default()),
-            in_flight,
+            metrics,
             failed: Mutex::default(),
         }
     }
 
     pub fn name(&self) -> &str {
-        &self.spec.name
+        &self.name
+    }
+
+    /// The name, shared.
+    pub fn name_arc(&self) -> Arc<str> {
+        self.name.clone()
     }
 
     /// The versions live now.
@@ -114,10 +133,28 @@ impl Deployment {
         *self.live.write().expect("live lock") = Arc::new(live);
     }
 
-    /// The arm that answers a request: by the key's hash when there is a
-    /// key (the same key always meets the same arm while the split holds),
-    /// else by a low-discrepancy sequence that keeps the shares exact.
-    pub fn route(&self, live: &Live, key: Option<&str>) -> Arc<Loaded> {
+    /// The arm that answers a request: the one serving `version` when the
+    /// request names one (v2's `/versions/{v}`); else by the key's hash
+    /// when there is a key (the same key always meets the same arm while
+    /// the split holds), else by a low-discrepancy sequence that keeps the
+    /// shares exact. None when no live arm serves `version`.
+    pub fn route(
+        &self,
+        live: &Live,
+        key: Option<&str>,
+        version: Option<&str>,
+    ) -> Option<Arc<Loaded>> {
+        if let Some(v) = version {
+            return live
+                .arms
+                .iter()
+                .find(|(a, _)| a.version == v)
+                .map(|(a, _)| a.clone());
+        }
+        Some(self.pick(live, key))
+    }
+
+    fn pick(&self, live: &Live, key: Option<&str>) -> Arc<Loaded> {
         if live.arms.len() == 1 {
             return live.arms[0].0.clone();
         }
@@ -258,8 +295,8 @@ pub async fn load_deployment(
         Some(r) => Some(load(project, metrics, &spec.name, r).await?),
         None => None,
     };
-    let in_flight = metrics.in_flight(&spec.name);
-    Ok(Deployment::new(spec, arms, shadow, in_flight))
+    let dm = metrics.deployment(&spec.name);
+    Ok(Deployment::new(spec, arms, shadow, dm))
 }
 
 /// Checks every alias a deployment follows and swaps in the versions that

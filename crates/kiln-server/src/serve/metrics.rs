@@ -33,13 +33,23 @@ pub struct Metrics {
     latency: Family<Labels, Histogram, fn() -> Histogram>,
     rows: Family<Labels, Counter>,
     load_seconds: Family<Labels, Gauge<f64, AtomicU64>>,
-    pub in_flight: Family<Labels, Gauge>,
+    in_flight: Family<Labels, Gauge>,
     errors: Family<Labels, Counter>,
     pub reloads: Counter,
     pub log_dropped: Counter,
     pub log_written: Counter,
-    pub shadow_rows: Family<Labels, Counter>,
-    pub shadow_agreeing: Family<Labels, Counter>,
+    shadow_rows: Family<Labels, Counter>,
+    shadow_agreeing: Family<Labels, Counter>,
+}
+
+/// The handles one deployment updates, whichever version answers.
+#[derive(Clone, Default)]
+pub struct DeploymentMetrics {
+    /// Requests being scored now.
+    pub in_flight: Gauge,
+    /// Rows a shadow model scored, and those where it agreed.
+    pub shadow_rows: Counter,
+    pub shadow_agreeing: Counter,
 }
 
 /// The handles one loaded model version updates.
@@ -164,20 +174,14 @@ impl Metrics {
             .inc();
     }
 
-    /// Requests being answered by a deployment now.
-    pub fn in_flight(&self, deployment: &str) -> Gauge {
-        self.in_flight
-            .get_or_create(&vec![("deployment", deployment.to_string())])
-            .clone()
-    }
-
-    /// Shadow counters for a deployment: rows compared, rows agreeing.
-    pub fn shadow(&self, deployment: &str) -> (Counter, Counter) {
+    /// The handles one deployment updates.
+    pub fn deployment(&self, deployment: &str) -> DeploymentMetrics {
         let l: Labels = vec![("deployment", deployment.to_string())];
-        (
-            self.shadow_rows.get_or_create(&l).clone(),
-            self.shadow_agreeing.get_or_create(&l).clone(),
-        )
+        DeploymentMetrics {
+            in_flight: self.in_flight.get_or_create(&l).clone(),
+            shadow_rows: self.shadow_rows.get_or_create(&l).clone(),
+            shadow_agreeing: self.shadow_agreeing.get_or_create(&l).clone(),
+        }
     }
 
     /// The exposition text.

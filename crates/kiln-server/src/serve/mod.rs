@@ -239,15 +239,12 @@ fn guarded(
     route: axum::routing::MethodRouter<ServeState>,
     needs: Permission,
 ) -> axum::routing::MethodRouter<ServeState> {
-    let guard = Guard {
+    Guard {
         authorizer: s.authorizer.clone(),
         project: s.project_name.clone(),
         needs,
-    };
-    route.route_layer(axum::middleware::from_fn_with_state(
-        guard,
-        crate::auth::authorize,
-    ))
+    }
+    .wrap(route)
 }
 
 /// Every serving route.
@@ -305,6 +302,18 @@ pub fn router(state: ServeState) -> Router {
         .route(
             "/api/v1/deployments/{name}/shadow",
             guarded(s, get(shadow_report), read),
+        )
+        .method_not_allowed_fallback(
+            |method: axum::http::Method, uri: axum::http::Uri| async move {
+                Failure {
+                    status: StatusCode::METHOD_NOT_ALLOWED,
+                    code: "METHOD_NOT_ALLOWED",
+                    message: format!("{method} is not allowed on {}", uri.path()),
+                    column: None,
+                    row: None,
+                }
+                .kiln("")
+            },
         )
         .fallback(|uri: axum::http::Uri| async move {
             Failure::not_found(format!("No endpoint {}", uri.path())).kiln("")
@@ -426,6 +435,7 @@ async fn score(
     d: &Arc<Deployment>,
     mut frame: Frame,
     key: Option<String>,
+    version: Option<&str>,
     id: &str,
     started: Instant,
 ) -> Result<Scored, Failure> {
@@ -439,7 +449,9 @@ async fn score(
             other => other.to_string(),
         })
     });
-    let loaded = d.route(&live, key.as_deref());
+    let loaded = d
+        .route(&live, key.as_deref(), version)
+        .ok_or_else(|| version_not_live(d, &live, version.unwrap_or_default()))?;
     // The routing column is not an input unless the model reads it.
     if let Some(col) = &d.spec.sticky
         && !loaded.predictor.inputs().iter().any(|c| &c.name == col)
@@ -447,19 +459,22 @@ async fn score(
         frame.columns.retain(|(n, _)| n != col);
     }
     let vm = &loaded.metrics;
-    let in_flight = &d.in_flight;
-    in_flight.inc();
+    let in_flight = InFlight::enter(&d.metrics.in_flight);
     let result = if frame.rows > BLOCKING_ROWS {
+        // The frame goes to the blocking thread and comes back for the shadow.
         let l = loaded.clone();
-        let f = frame.clone();
-        tokio::task::spawn_blocking(move || predict_frame(&l, &f))
-            .await
-            .map_err(|e| Failure::internal(format!("scoring failed: {e}")))
-            .and_then(|r| r)
+        let (f, r) = tokio::task::spawn_blocking(move || {
+            let r = predict_frame(&l, &frame);
+            (frame, r)
+        })
+        .await
+        .map_err(|e| Failure::internal(format!("scoring failed: {e}")))?;
+        frame = f;
+        r
     } else {
         predict_frame(&loaded, &frame)
     };
-    in_flight.dec();
+    drop(in_flight);
     let (batch, predictions, unseen) = match result {
         Ok(r) => r,
         Err(f) => {
@@ -474,7 +489,7 @@ async fn score(
     let latency = started.elapsed();
     let rows = batch.num_rows();
     vm.ok.inc();
-    vm.rows.inc_by(batch.num_rows() as u64);
+    vm.rows.inc_by(rows as u64);
     vm.latency.observe(latency.as_secs_f64());
     let latency_ms = latency.as_secs_f64() * 1000.0;
     let time_us = chrono::Utc::now().timestamp_micros();
@@ -496,7 +511,7 @@ async fn score(
     }
     if sampled && let Some(logger) = &s.logger {
         logger.log(Record {
-            deployment: d.name().into(),
+            deployment: d.name_arc(),
             request_id: id.to_string(),
             time_us,
             loaded: loaded.clone(),
@@ -512,6 +527,23 @@ async fn score(
         unseen,
         latency_ms,
     })
+}
+
+/// Counts a request in flight until dropped, so a request cut short (by
+/// the timeout, or a client gone) is counted out too.
+struct InFlight<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl<'a> InFlight<'a> {
+    fn enter(g: &'a prometheus_client::metrics::gauge::Gauge) -> Self {
+        g.inc();
+        InFlight(g)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 type Predicted = (
@@ -555,7 +587,7 @@ fn run_shadow(
     let t = Instant::now();
     let result = predict_frame(shadow, &frame);
     let shadow_ms = t.elapsed().as_secs_f64() * 1000.0;
-    let (rows, agreeing) = s.metrics.shadow(d.name());
+    let (rows, agreeing) = (&d.metrics.shadow_rows, &d.metrics.shadow_agreeing);
     let mut stats = d.shadow.lock().expect("shadow stats");
     stats.primary_ms.push(primary_ms);
     match result {
@@ -572,7 +604,7 @@ fn run_shadow(
             drop(stats);
             if sampled && let Some(logger) = &s.logger {
                 logger.log(Record {
-                    deployment: d.name().into(),
+                    deployment: d.name_arc(),
                     request_id: id.to_string(),
                     time_us,
                     loaded: shadow.clone(),
@@ -722,7 +754,7 @@ async fn invocations(
                 row: None,
             });
         };
-        let scored = score(&s, d, frame, header_key(&headers), &id, started).await?;
+        let scored = score(&s, d, frame, header_key(&headers), None, &id, started).await?;
         Ok::<_, Failure>(json!({ "predictions": mlflow_predictions(&scored.loaded, &scored.predictions) }))
     }
     .await;
@@ -832,23 +864,34 @@ fn v2_meta(d: &Deployment) -> Value {
     })
 }
 
-/// Checks a version in the path against the versions live now.
-fn check_version(d: &Deployment, version: Option<&str>) -> Result<(), Failure> {
-    let Some(v) = version else { return Ok(()) };
-    let live = d.live();
-    if live.arms.iter().any(|(a, _)| a.version == v) {
-        Ok(())
-    } else {
-        Err(Failure::not_found(format!(
-            "Deployment `{}` serves version {}, not {v}",
-            d.name(),
-            live.arms
-                .iter()
-                .map(|(a, _)| a.version.clone())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )))
+/// A 404 for a version no arm of `d` serves now.
+fn version_not_live(d: &Deployment, live: &deploy::Live, v: &str) -> Failure {
+    Failure::not_found(format!(
+        "Deployment `{}` serves version {}, not {v}",
+        d.name(),
+        live.arms
+            .iter()
+            .map(|(a, _)| a.version.clone())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
+/// The deployment a v2 path names, checked against the version in the
+/// path when there is one.
+fn v2_deployment<'a>(
+    s: &'a ServeState,
+    name: &str,
+    version: Option<&str>,
+) -> Result<&'a Arc<Deployment>, Failure> {
+    let d = s.deployment(name)?;
+    if let Some(v) = version {
+        let live = d.live();
+        if !live.arms.iter().any(|(a, _)| a.version == v) {
+            return Err(version_not_live(d, &live, v));
+        }
     }
+    Ok(d)
 }
 
 /// `GET /v2`: the server's metadata.
@@ -857,40 +900,36 @@ async fn v2_server() -> Json<Value> {
 }
 
 async fn v2_metadata(State(s): State<ServeState>, Path(name): Path<String>) -> Response {
-    match s.deployment(&name) {
-        Ok(d) => Json(v2_meta(d)).into_response(),
-        Err(e) => e.v2(),
-    }
+    v2_metadata_of(&s, &name, None)
 }
 
 async fn v2_metadata_version(
     State(s): State<ServeState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Response {
-    match s
-        .deployment(&name)
-        .and_then(|d| check_version(d, Some(&version)).map(|_| d))
-    {
+    v2_metadata_of(&s, &name, Some(&version))
+}
+
+fn v2_metadata_of(s: &ServeState, name: &str, version: Option<&str>) -> Response {
+    match v2_deployment(s, name, version) {
         Ok(d) => Json(v2_meta(d)).into_response(),
         Err(e) => e.v2(),
     }
 }
 
 async fn v2_ready(State(s): State<ServeState>, Path(name): Path<String>) -> Response {
-    match s.deployment(&name) {
-        Ok(d) => Json(json!({ "name": d.name(), "ready": true })).into_response(),
-        Err(e) => e.v2(),
-    }
+    v2_ready_of(&s, &name, None)
 }
 
 async fn v2_ready_version(
     State(s): State<ServeState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Response {
-    match s
-        .deployment(&name)
-        .and_then(|d| check_version(d, Some(&version)).map(|_| d))
-    {
+    v2_ready_of(&s, &name, Some(&version))
+}
+
+fn v2_ready_of(s: &ServeState, name: &str, version: Option<&str>) -> Response {
+    match v2_deployment(s, name, version) {
         Ok(d) => Json(json!({ "name": d.name(), "ready": true })).into_response(),
         Err(e) => e.v2(),
     }
@@ -924,8 +963,7 @@ async fn v2_infer_inner(
     let started = Instant::now();
     let mut id = request_id();
     let result = async {
-        let d = s.deployment(name)?;
-        check_version(d, version)?;
+        let d = v2_deployment(s, name, version)?;
         // The binary tensor extension: a JSON header of the length the
         // header names, then the tensors' raw bytes.
         let header_len = headers
@@ -963,7 +1001,7 @@ async fn v2_infer_inner(
             )
         })?;
         let frame = Frame::from_v2(inputs)?;
-        let scored = score(s, d, frame, header_key(headers), &id, started).await?;
+        let scored = score(s, d, frame, header_key(headers), version, &id, started).await?;
         let p = &scored.predictions;
         let n = p.len();
         let values = prediction_values(&scored.loaded, p);
@@ -1095,16 +1133,7 @@ fn deployment_json(d: &Deployment) -> Value {
             "bytes": a.bytes,
         })
     };
-    let mut before = 0u64;
-    let arms: Vec<Value> = live
-        .arms
-        .iter()
-        .map(|(a, upto)| {
-            let share = (*upto - before) as f64 / 10_000.0;
-            before = *upto;
-            arm(a, share)
-        })
-        .collect();
+    let arms: Vec<Value> = live.percents().map(|(a, pct)| arm(a, pct)).collect();
     let main = &live.arms[0].0;
     json!({
         "name": d.name(),
@@ -1168,7 +1197,7 @@ async fn predict(
             }
             None => mlflow_frame(&v)?,
         };
-        let scored = score(&s, d, frame, key, &id, started).await?;
+        let scored = score(&s, d, frame, key, None, &id, started).await?;
         let mut out = json!({
             "request_id": id,
             "deployment": d.name(),
