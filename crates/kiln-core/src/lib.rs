@@ -11,11 +11,13 @@
 //! assert_eq!(ContentHash::parse(&h.to_hex()).unwrap(), h);
 //! ```
 
+mod duration;
 mod env;
 mod hash;
 mod progress;
 mod types;
 
+pub use duration::parse_duration;
 pub use env::EnvVars;
 pub use hash::{ContentHash, HashParseError};
 pub use progress::{NoProgress, Progress};

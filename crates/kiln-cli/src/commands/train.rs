@@ -16,43 +16,7 @@ use crate::output::{Printer, table, thousands};
 
 /// `30s`, `2m`, `1h`, `1m30s` or plain seconds.
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
-    let bad = || {
-        anyhow::anyhow!(
-            "Invalid duration `{s}`\n  hint: write seconds (`90`), or with units: `250ms`, `30s`, `2m`, `1h`, `1m30s`"
-        )
-    };
-    let t = s.trim();
-    if let Ok(secs) = t.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0)
-            .then(|| Duration::from_secs_f64(secs))
-            .ok_or_else(bad);
-    }
-    let mut total = 0.0;
-    let mut num = String::new();
-    let mut chars = t.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let unit = match c {
-            'm' if chars.peek() == Some(&'s') => {
-                chars.next();
-                0.001
-            }
-            's' => 1.0,
-            'm' => 60.0,
-            'h' => 3600.0,
-            _ => return Err(bad()),
-        };
-        let v: f64 = num.parse().map_err(|_| bad())?;
-        total += v * unit;
-        num.clear();
-    }
-    if !num.is_empty() {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(total))
+    kiln_core::parse_duration(s).map_err(|e| anyhow::anyhow!(e))
 }
 
 fn parse_task(s: &str) -> anyhow::Result<Option<Task>> {
