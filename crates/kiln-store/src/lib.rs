@@ -23,11 +23,12 @@ mod url;
 
 pub use error::StoreError;
 pub use meta::{
-    ArtifactEntry, AuditEntry, CheckRecord, DEFAULT_EXPERIMENT, DatasetRecord, DatasetSummary,
-    Experiment, Feedback, KV, LineageEdge, LoggedModel, MetaStore, Metric, ModelVersion,
-    NewLoggedModel, NewModelVersion, NewRun, NewTrackedRun, NewVersion, Page, PredictionSegment,
-    RegisteredModel, Run, RunInput, RunRecord, RunUpdate, VersionRecord, VersionSpec, ViewType,
-    check_alias, check_artifact_path, now_ms,
+    Alert, AlertChange, AlertEvent, ArtifactEntry, AuditEntry, CheckRecord, DEFAULT_EXPERIMENT,
+    DatasetRecord, DatasetSummary, Experiment, Feedback, KV, LineageEdge, LoggedModel, MetaStore,
+    Metric, ModelVersion, MonitorWindow, NewLoggedModel, NewModelVersion, NewRun, NewTrackedRun,
+    NewVersion, Page, PipelineTrigger, PredictionSegment, RegisteredModel, Run, RunInput,
+    RunRecord, RunUpdate, ServingSample, VersionRecord, VersionSpec, ViewType, check_alias,
+    check_artifact_path, now_ms,
 };
 pub use objects::{ObjectLock, Objects, Staged, hash_file};
 pub use url::{ObjectsUrl, StoreUrl};

@@ -12,12 +12,16 @@ use crate::{Result, StoreError, StoreUrl};
 
 mod artifacts;
 mod gc;
+mod monitoring;
 mod predictions;
 mod registry;
 mod runs;
 mod search;
 mod tracking;
 pub use artifacts::{ArtifactEntry, LoggedModel, NewLoggedModel, check_artifact_path};
+pub use monitoring::{
+    Alert, AlertChange, AlertEvent, MonitorWindow, PipelineTrigger, ServingSample,
+};
 pub use predictions::{Feedback, PredictionSegment};
 pub use registry::{ModelVersion, NewModelVersion, RegisteredModel, check_alias};
 pub use runs::{NewRun, RunRecord};

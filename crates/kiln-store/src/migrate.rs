@@ -51,6 +51,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/20261205090000_serving.sql"),
         postgres_sql: None,
     },
+    Migration {
+        version: 20261206090000,
+        name: "monitoring",
+        sql: include_str!("../migrations/20261206090000_monitoring.sql"),
+        postgres_sql: None,
+    },
 ];
 
 pub(crate) async fn run(pool: &AnyPool, postgres: bool) -> Result<()> {

@@ -96,6 +96,47 @@ impl MetaStore {
             .collect()
     }
 
+    /// A deployment's segments of answered rows in the order they were
+    /// recorded (the log's order: `(created_at, object)`), from `from` on.
+    /// Each comes with its `created_at`.
+    pub async fn prediction_log(
+        &self,
+        deployment: &str,
+        from: (i64, &str),
+    ) -> Result<Vec<(PredictionSegment, i64)>> {
+        let rows = sqlx::query(
+            "SELECT deployment, hour, model, version, role, object, rows, first_time, last_time, \
+             created_at FROM prediction_segments WHERE project_id = $1 AND deployment = $2 \
+             AND role = 'answer' AND (created_at > $3 OR (created_at = $3 AND object >= $4)) \
+             ORDER BY created_at, object",
+        )
+        .bind(&self.project_id)
+        .bind(deployment)
+        .bind(from.0)
+        .bind(from.1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query("reading the prediction log"))?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    PredictionSegment {
+                        deployment: get(r, "deployment")?,
+                        hour: get(r, "hour")?,
+                        model: get(r, "model")?,
+                        version: get(r, "version")?,
+                        role: get(r, "role")?,
+                        object: get(r, "object")?,
+                        rows: get(r, "rows")?,
+                        first_time: get(r, "first_time")?,
+                        last_time: get(r, "last_time")?,
+                    },
+                    get(r, "created_at")?,
+                ))
+            })
+            .collect()
+    }
+
     /// Stores labels for rows of earlier requests; a label sent again
     /// replaces the earlier one. Returns how many were stored.
     pub async fn add_feedback(
