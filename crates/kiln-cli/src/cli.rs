@@ -150,6 +150,10 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Watch models: drift between tables, monitors over served traffic,
+    /// alerts.
+    #[command(subcommand)]
+    Monitor(MonitorCommand),
     /// Show the audit log: who changed what, and when, newest first.
     Audit {
         /// How many entries to show.
@@ -529,4 +533,112 @@ pub struct AddArgs {
     /// The CSV file has no header line (columns are named column_1, …).
     #[arg(long)]
     pub no_header: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MonitorCommand {
+    /// Compare two tables column by column: has the data drifted?
+    ///
+    /// REFERENCE and CURRENT are files (CSV, Parquet, JSON lines) or dataset
+    /// versions (`NAME@VERSION`); columns are matched by name. Numbers are
+    /// tested with two-sample Kolmogorov–Smirnov, categories with
+    /// chi-squared (a category the reference never saw counts), and both
+    /// for a change in missing values. A column has drifted when the test's
+    /// p-value is below ALPHA divided by the number of columns (Bonferroni),
+    /// so a table without drift raises a false alarm in at most ALPHA of
+    /// comparisons, however many rows it has. PSI, normed Wasserstein and
+    /// Jensen–Shannon distances are reported beside each verdict.
+    ///
+    /// Exit status: 0 no column drifted, 1 some column drifted, 2 error.
+    #[command(after_help = "Examples:
+  kiln monitor drift train.parquet last_week.parquet
+  kiln monitor drift visits@v1 visits@latest --html drift.html
+  kiln monitor drift ref.csv cur.csv --json | jq '.columns[] | select(.drifted)'")]
+    Drift {
+        /// The table drift is measured from.
+        reference: String,
+        /// The table to test.
+        current: String,
+        /// Write a self-contained HTML report (verdicts, and each column's
+        /// two distributions overlaid) to this file.
+        #[arg(long, value_name = "OUT")]
+        html: Option<PathBuf>,
+        /// Family-wise false-alarm rate.
+        #[arg(long, default_value_t = 0.05)]
+        alpha: f64,
+        /// How a column's verdict is reached: `test` (the p-value tests),
+        /// `psi[:T]` (PSI above T, default 0.2), `wasserstein[:T]` (normed
+        /// Wasserstein for numbers, Jensen–Shannon for categories, above T,
+        /// default 0.1: Evidently's rule) or `js[:T]`.
+        #[arg(long, default_value = "test", value_parser = kiln_monitor::drift::Method::parse)]
+        method: kiln_monitor::drift::Method,
+    },
+    /// Run the monitors kiln.yaml declares, once: close the windows the
+    /// prediction log completes, update label metrics, fire and resolve
+    /// alerts, call webhooks, record retraining triggers.
+    ///
+    /// `kiln server` runs them on their own schedule (`every:`); this is for
+    /// cron jobs, CI and trying a monitor out.
+    ///
+    /// Exit status: 0 nothing firing, 1 an alert is firing, 2 error.
+    #[command(after_help = "Example kiln.yaml:
+  monitors:
+    rain-watch:
+      deployment: rain            # the deployment whose logged traffic is watched
+      window: 500                 # rows per window (or a time span: 10m, 1h)
+      label_delay: 1h             # label metrics are final an hour after a window ends
+      rules:
+        - metric: drift.share     # share of input columns that drifted
+          above: 0.3
+          for: 2                  # two windows running
+        - metric: accuracy
+          below: 0.75
+          retrain: retrain-rain   # record a trigger for this pipeline
+        - metric: latency.p99
+          anomaly: true           # a spike or level shift in its series
+      webhooks: [https://hooks.example.com/kiln]
+
+`kiln monitor metrics` lists the metrics rules can use.")]
+    Run {
+        /// Monitors to run (default: all).
+        names: Vec<String>,
+    },
+    /// List alerts, newest first.
+    ///
+    /// Exit status: 0, or 1 with `--firing` when one is firing (for CI).
+    Alerts {
+        /// Only alerts firing now.
+        #[arg(long)]
+        firing: bool,
+        /// How many to show.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Show a monitor's windows and their main metrics.
+    Windows {
+        /// The monitor.
+        name: String,
+        /// How many of the latest windows to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Write a deployment's monitoring report: drift, accuracy, latency and
+    /// alerts over time, and the latest window's distributions against the
+    /// reference (self-contained HTML, no raw rows).
+    Report {
+        /// The deployment.
+        deployment: String,
+        /// The HTML file to write.
+        #[arg(long, value_name = "OUT")]
+        html: Option<PathBuf>,
+    },
+    /// List retraining triggers recorded by alerts (the pipeline runner takes
+    /// pending ones).
+    Triggers {
+        /// How many to show.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// List the metrics monitor rules can use.
+    Metrics,
 }

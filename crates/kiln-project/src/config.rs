@@ -27,6 +27,9 @@ pub struct KilnYaml {
     /// What `kiln serve` serves, by deployment name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub deployments: BTreeMap<String, DeploymentConfig>,
+    /// What watches the served traffic, by monitor name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub monitors: BTreeMap<String, MonitorConfig>,
 }
 
 /// One deployment: the model answering, and optionally others taking a
@@ -90,6 +93,165 @@ impl DeploymentConfig {
     }
 }
 
+/// A monitor: rules over windows of one deployment's logged predictions.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorConfig {
+    /// The deployment whose logged traffic is watched.
+    pub deployment: String,
+    /// What drift is measured against: a dataset version (`NAME@VERSION`)
+    /// or a file. Default: the reference profile stored with the model
+    /// version that served each row (its training data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// A tumbling window: a row count (`500`) or a span of time (`10m`,
+    /// `1h`). Default 1000 rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowSpec>,
+    /// How long labels may take to arrive after a prediction. Label metrics
+    /// (accuracy, AUC, errors) of a window are only final, and only alerted
+    /// on, once this has passed since the window ended. Default `0s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_delay: Option<String>,
+    /// The family-wise false-alarm rate of a window's drift tests (default 0.05).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+    /// How a column's drift is decided: `test` (p-value tests, the default),
+    /// `psi[:T]` (PSI above T, default 0.2), `wasserstein[:T]` (normed
+    /// Wasserstein for numbers and Jensen–Shannon for categories above T,
+    /// default 0.1) or `js[:T]`. Tests flag any real difference, which on a
+    /// seasonal stream is most windows; a distance flags large ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<String>,
+    /// How often `kiln server` runs the monitor (default `1m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+    /// Rules; an alert fires when one is breached.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleConfig>,
+    /// URLs that receive every alert as it fires and resolves (a CloudEvents
+    /// JSON envelope, POST).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<String>,
+}
+
+/// A window's size: rows or time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum WindowSpec {
+    /// So many rows per window.
+    Rows(u64),
+    /// A span of time (`10m`).
+    Time(String),
+}
+
+/// A rule: a metric of each window against a threshold, or an anomaly in
+/// the metric's series.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// The rule's name (default: the metric).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The metric of each window (`drift.share`, `accuracy`, `latency.p99`…;
+    /// `kiln monitor metrics` lists them).
+    pub metric: String,
+    /// Breached when the metric is above this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub above: Option<f64>,
+    /// Breached when the metric is below this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub below: Option<f64>,
+    /// Breached when the metric's latest value is an anomaly in its series
+    /// (a robust change detector: spikes and level shifts).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anomaly: bool,
+    /// Consecutive breaching windows before the alert fires (default 1).
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    pub for_windows: Option<u32>,
+    /// `info`, `warning` (default) or `critical`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    /// A pipeline to run when the alert fires (retraining).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrain: Option<String>,
+}
+
+impl RuleConfig {
+    /// The rule's name.
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.metric)
+    }
+}
+
+impl MonitorConfig {
+    /// Checks the window, durations, alpha and rules.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        match &self.window {
+            Some(WindowSpec::Rows(0)) => return Err("window must be at least 1 row".into()),
+            Some(WindowSpec::Time(t)) => {
+                let d = kiln_core::parse_duration(t)?;
+                if d.is_zero() {
+                    return Err("window must be longer than 0s".into());
+                }
+            }
+            _ => {}
+        }
+        for d in [&self.label_delay, &self.every].into_iter().flatten() {
+            kiln_core::parse_duration(d)?;
+        }
+        if let Some(m) = &self.drift {
+            kiln_monitor::drift::Method::parse(m)?;
+        }
+        if let Some(a) = self.alpha
+            && !(a > 0.0 && a < 1.0)
+        {
+            return Err(format!("alpha must be between 0 and 1, not {a}"));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for r in &self.rules {
+            let conditions = usize::from(r.above.is_some())
+                + usize::from(r.below.is_some())
+                + usize::from(r.anomaly);
+            if conditions == 0 {
+                return Err(format!(
+                    "rule `{}`: say when it is breached: `above: N`, `below: N` or `anomaly: true`",
+                    r.name()
+                ));
+            }
+            if r.anomaly && conditions > 1 {
+                return Err(format!(
+                    "rule `{}`: `anomaly: true` takes no `above`/`below`",
+                    r.name()
+                ));
+            }
+            if let Some(s) = &r.severity
+                && !matches!(s.as_str(), "info" | "warning" | "critical")
+            {
+                return Err(format!(
+                    "rule `{}`: severity must be info, warning or critical, not `{s}`",
+                    r.name()
+                ));
+            }
+            if r.for_windows == Some(0) {
+                return Err(format!("rule `{}`: `for` must be at least 1", r.name()));
+            }
+            if !names.insert(r.name().to_string()) {
+                return Err(format!(
+                    "two rules are called `{}`: give one a `name`",
+                    r.name()
+                ));
+            }
+        }
+        for w in &self.webhooks {
+            if !(w.starts_with("http://") || w.starts_with("https://")) {
+                return Err(format!("webhook `{w}` must be an http:// or https:// URL"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What is declared about one dataset.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -117,6 +279,26 @@ impl KilnYaml {
                 path: path.into(),
                 message: format!("deployment `{name}`: {e}"),
             })?;
+        }
+        for (name, m) in &cfg.monitors {
+            m.validate().map_err(|e| ProjectError::Config {
+                path: path.into(),
+                message: format!("monitor `{name}`: {e}"),
+            })?;
+            if !cfg.deployments.is_empty() && !cfg.deployments.contains_key(&m.deployment) {
+                return Err(ProjectError::Config {
+                    path: path.into(),
+                    message: format!(
+                        "monitor `{name}`: no deployment `{}` is declared (deployments: {})",
+                        m.deployment,
+                        cfg.deployments
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+            }
         }
         for (name, d) in &cfg.datasets {
             d.checks.validate().map_err(|e| ProjectError::Config {

@@ -12,13 +12,16 @@ mod error;
 pub mod folders;
 pub mod gc;
 pub mod lineage;
+pub mod monitoring;
 pub mod openlineage;
 mod project;
 mod registry;
 pub mod state;
 pub mod training;
 
-pub use config::{DatasetConfig, DeploymentConfig, KilnYaml, SplitConfig};
+pub use config::{
+    DatasetConfig, DeploymentConfig, KilnYaml, MonitorConfig, RuleConfig, SplitConfig, WindowSpec,
+};
 pub use error::ProjectError;
 pub use project::{Locations, Project, find_root};
 pub use registry::{FetchedModel, ModelRef};

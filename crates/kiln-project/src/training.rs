@@ -80,28 +80,65 @@ impl Project {
     /// A table named on the command line: an existing file, or a dataset
     /// reference (`NAME[@VERSION]`). Returns the batches and a label.
     pub async fn read_table(&self, source: &str) -> Result<(Vec<RecordBatch>, String)> {
-        let path = Path::new(source);
-        let as_file = || -> Result<(Vec<RecordBatch>, String)> {
-            let batches = tokio::task::block_in_place(|| read_file(path))?;
-            Ok((batches, source.to_string()))
+        match self.resolve_table(source).await? {
+            None => {
+                let batches = tokio::task::block_in_place(|| read_file(Path::new(source)))?;
+                Ok((batches, source.to_string()))
+            }
+            Some(v) => {
+                let label = format!("{}@{}", v.dataset, v.id.short());
+                Ok((self.read_version(&v).await?, label))
+            }
+        }
+    }
+
+    /// A table named on the command line as a local file: the file itself,
+    /// or a dataset version's columnar (Parquet) copy. Returns the path, a
+    /// label, and the guard that keeps a downloaded copy alive.
+    pub async fn table_file(
+        &self,
+        source: &str,
+    ) -> Result<(std::path::PathBuf, String, Option<tempfile::TempPath>)> {
+        let Some(v) = self.resolve_table(source).await? else {
+            if !Path::new(source).exists() {
+                return Err(ProjectError::Io {
+                    action: "open",
+                    path: source.into(),
+                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                });
+            }
+            return Ok((source.into(), source.to_string(), None));
         };
-        if path.exists() {
-            return as_file();
+        let label = format!("{}@{}", v.dataset, v.id.short());
+        let columnar = v.columnar_object.ok_or_else(|| {
+            ProjectError::WrongKind(format!(
+                "Version `{}` of `{}` has no columnar copy (added with --no-profile, or a folder of files that are not one table)",
+                v.id.short(),
+                v.dataset
+            ))
+        })?;
+        let (path, guard) = self.objects.fetch_local(&columnar).await?;
+        Ok((path, label, guard))
+    }
+
+    /// `None` when `source` is a file (existing, or a path-like name that is
+    /// not a dataset), else the dataset version it names.
+    async fn resolve_table(&self, source: &str) -> Result<Option<VersionRecord>> {
+        if Path::new(source).exists() {
+            return Ok(None);
         }
         // A missing `new.csv` or `out/x.parquet` is reported as a missing
         // file, not as an unknown or invalid dataset name.
         let (name, spec) = match parse_ref(source) {
-            Err(_) if looks_like_path(source) => return as_file(),
+            Err(_) if looks_like_path(source) => return Ok(None),
             other => other?,
         };
-        let v = match self.meta.resolve(&name, &spec).await {
+        match self.meta.resolve(&name, &spec).await {
             Err(kiln_store::StoreError::UnknownDataset { .. }) if looks_like_path(source) => {
-                return as_file();
+                Ok(None)
             }
-            other => other?,
-        };
-        let label = format!("{}@{}", v.dataset, v.id.short());
-        Ok((self.read_version(&v).await?, label))
+            other => Ok(Some(other?)),
+        }
     }
 
     /// Runs AutoML on a dataset version and records the run, the model and
@@ -146,11 +183,21 @@ impl Project {
             Some(format!("{}@{}", version.dataset, version.id.to_hex()));
         let leaderboard =
             serde_json::to_vec_pretty(&outcome.leaderboard).expect("leaderboards serialise");
-        let (model_object, leaderboard_object) = {
+        // What drift is measured against later: the training data's profile.
+        let profile = tokio::task::block_in_place(|| {
+            crate::monitoring::training_profile(
+                &outcome.model,
+                &batches,
+                &format!("{}@{}", version.dataset, version.id.short()),
+            )
+        })?;
+        let profile = serde_json::to_vec(&profile).expect("profiles serialise");
+        let (model_object, leaderboard_object, profile_object) = {
             let _lock = self.objects.lock()?;
             (
                 self.objects.put_bytes(outcome.model.to_bytes()).await?,
                 self.objects.put_bytes(leaderboard).await?,
+                self.objects.put_bytes(profile).await?,
             )
         };
         let m = &outcome.model;
@@ -204,7 +251,10 @@ impl Project {
                     "test": m.training.test_metrics,
                 }),
                 model_object: Some(model_object),
-                artifacts: serde_json::json!({ "leaderboard": leaderboard_object.to_hex() }),
+                artifacts: serde_json::json!({
+                    "leaderboard": leaderboard_object.to_hex(),
+                    "profile": profile_object.to_hex(),
+                }),
                 started_at,
                 duration_ms: start.elapsed().as_millis() as i64,
                 experiment_id,

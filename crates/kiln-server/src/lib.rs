@@ -169,10 +169,56 @@ pub async fn serve(
     ready: impl FnOnce(SocketAddr),
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
+    let monitors = tokio::spawn(monitor_loop(state.project.clone()));
     ready(listener.local_addr()?);
-    axum::serve(listener, router(state))
+    let result = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown())
-        .await
+        .await;
+    monitors.abort();
+    let _ = monitors.await;
+    result
+}
+
+/// Runs each monitor kiln.yaml declares on its own schedule (`every:`,
+/// default one minute), one at a time, for as long as the server runs.
+async fn monitor_loop(project: Arc<Project>) {
+    let monitors = project.config.monitors.clone();
+    if monitors.is_empty() {
+        return;
+    }
+    let every = |m: &kiln_project::MonitorConfig| {
+        m.every
+            .as_deref()
+            .and_then(|e| kiln_core::parse_duration(e).ok())
+            .filter(|d| !d.is_zero())
+            .unwrap_or(std::time::Duration::from_secs(60))
+    };
+    let mut due: Vec<(tokio::time::Instant, &String)> = monitors
+        .keys()
+        .map(|n| (tokio::time::Instant::now(), n))
+        .collect();
+    loop {
+        due.sort();
+        let (at, name) = due[0];
+        tokio::time::sleep_until(at).await;
+        let cfg = &monitors[name];
+        match project.run_monitor(name, cfg).await {
+            Ok(run) => {
+                for a in &run.fired {
+                    eprintln!(
+                        "kiln server: monitor {name}: ALERT {} fired: {}",
+                        a.rule,
+                        a.detail["message"].as_str().unwrap_or_default()
+                    );
+                }
+                for a in &run.resolved {
+                    eprintln!("kiln server: monitor {name}: {} resolved", a.rule);
+                }
+            }
+            Err(e) => eprintln!("kiln server: monitor {name}: {e}"),
+        }
+        due[0].0 = tokio::time::Instant::now() + every(cfg);
+    }
 }
 
 pub(crate) async fn shutdown() {

@@ -58,6 +58,13 @@ pub fn routes(s: &AppState) -> Router<AppState> {
         .route("/api/v1/datasets", guarded(s, Read, get(datasets)))
         .route("/api/v1/lineage", guarded(s, Read, get(lineage)))
         .route("/api/v1/audit", guarded(s, Read, get(audit)))
+        .route("/api/v1/monitors", guarded(s, Read, get(monitors)))
+        .route(
+            "/api/v1/monitors/{name}/windows",
+            guarded(s, Read, get(monitor_windows)),
+        )
+        .route("/api/v1/alerts", guarded(s, Read, get(alerts)))
+        .route("/api/v1/triggers", guarded(s, Read, get(triggers)))
 }
 
 fn limit(q: &HashMap<String, String>, default: i64, max: i64) -> Result<i64, ApiError> {
@@ -294,4 +301,75 @@ async fn audit(State(s): State<AppState>, Query(q): Q) -> VResult {
     let next = (items.len() as i64 > lim).then(|| (offset + lim).to_string());
     items.truncate(lim as usize);
     Ok(page(&items, next))
+}
+
+/// The monitors kiln.yaml declares, each with its latest window.
+async fn monitors(State(s): State<AppState>) -> VResult {
+    let mut items = Vec::new();
+    for (name, cfg) in &s.project.config.monitors {
+        let windows = s.meta().monitor_windows(name, 0).await?;
+        items.push(json!({
+            "name": name,
+            "deployment": cfg.deployment,
+            "config": cfg,
+            "windows": windows.len(),
+            "latest": windows.last(),
+        }));
+    }
+    Ok(page(&items, None))
+}
+
+/// A monitor's windows, oldest first (`from` = first window number).
+async fn monitor_windows(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Q,
+) -> VResult {
+    if !s.project.config.monitors.contains_key(&name) {
+        return Err(
+            ApiError::NotFound(format!("No monitor `{name}` is declared in kiln.yaml")).into(),
+        );
+    }
+    let from: i64 = match q.get("from") {
+        None => 0,
+        Some(f) => f
+            .parse()
+            .map_err(|_| ApiError::invalid("from", format!("`{f}` is not a window number")))?,
+    };
+    let items = s.meta().monitor_windows(&name, from).await?;
+    Ok(page(&items, None))
+}
+
+/// Alerts, newest first (`state=firing|resolved`), each with its events.
+async fn alerts(State(s): State<AppState>, Query(q): Q) -> VResult {
+    let state = match q.get("state").map(String::as_str) {
+        None | Some("") => None,
+        Some(st @ ("firing" | "resolved")) => Some(st),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "state",
+                format!("use firing or resolved, not `{other}`"),
+            )
+            .into());
+        }
+    };
+    let list = s.meta().alerts(state, limit(&q, 100, 10_000)?).await?;
+    let mut items = Vec::with_capacity(list.len());
+    for a in list {
+        let events = s.meta().alert_events(&a.id).await?;
+        let mut v = serde_json::to_value(&a).map_err(|e| ApiError::Internal(e.to_string()))?;
+        v["events"] =
+            serde_json::to_value(events).map_err(|e| ApiError::Internal(e.to_string()))?;
+        items.push(v);
+    }
+    Ok(page(&items, None))
+}
+
+/// Retraining triggers, newest first (`status=pending`…).
+async fn triggers(State(s): State<AppState>, Query(q): Q) -> VResult {
+    let items = s
+        .meta()
+        .pipeline_triggers(q.get("status").map(String::as_str), limit(&q, 100, 10_000)?)
+        .await?;
+    Ok(page(&items, None))
 }

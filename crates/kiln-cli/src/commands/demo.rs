@@ -29,7 +29,27 @@ datasets:
         humidity: { range: { min: 0, max: 1 }, max_null_fraction: 0.01 }
         temp: { range: { min: 0, max: 1 } }
         weather: { allowed: [clear, cloudy/misty, light rain/snow, heavy rain/snow] }
+deployments:
+  bikes:
+    model: bikes@champion
+monitors:
+  bikes-watch:
+    deployment: bikes
+    window: 250                 # rows per window
+    rules:
+      - name: inputs-drifted
+        metric: drift.share     # share of input columns drifted from the training data
+        above: 0.2
+      - name: error-up
+        metric: mae             # on the riders fed back
+        above: MAE_LIMIT
+        retrain: retrain-bikes  # record a trigger for this pipeline
+    webhooks: [WEBHOOK]
 ";
+
+/// The monitor's error limit: well above the model's error on ordinary
+/// hours, well below its error in the heat wave.
+const MAE_LIMIT: &str = "30";
 
 pub async fn demo(args: DemoArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
     // Without --dir, the project lives in a temporary directory removed on exit.
@@ -52,8 +72,13 @@ pub async fn demo(args: DemoArgs, printer: Printer) -> anyhow::Result<ExitStatus
     };
     step("kiln init — a project is kiln.yaml plus .kiln/ (SQLite metadata, object folder)");
     Project::init(&dir, Some("demo"), &Locations::default()).await?;
-    std::fs::write(dir.join("kiln.yaml"), CONFIG).context("Failed to write kiln.yaml")?;
-    println!("{}\n--- kiln.yaml ---\n{CONFIG}", dir.display());
+    // A webhook receiver on loopback, standing in for a chat or paging hook.
+    let (hook_url, hook) = webhook_receiver().await?;
+    let config = CONFIG
+        .replace("WEBHOOK", &hook_url)
+        .replace("MAE_LIMIT", MAE_LIMIT);
+    std::fs::write(dir.join("kiln.yaml"), &config).context("Failed to write kiln.yaml")?;
+    println!("{}\n--- kiln.yaml ---\n{config}", dir.display());
 
     let data = dir.join("data");
     std::fs::create_dir_all(&data).context("Failed to create the data folder")?;
@@ -236,6 +261,31 @@ pub async fn demo(args: DemoArgs, printer: Printer) -> anyhow::Result<ExitStatus
         "kiln predictions bikes — the prediction log (Parquet segments by hour), with labels fed back",
     );
     super::serve::predictions(&project, "bikes", 6, p).await?;
+    step(
+        "kiln monitor run — windows of the logged traffic against the training data; rules fire alerts",
+    );
+    super::monitor::run_monitors(&project, &[], p).await?;
+    for (content_type, body) in hook.lock().expect("webhook log").iter() {
+        let e: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        println!(
+            "webhook received {content_type}: {} {} ({})",
+            e["type"].as_str().unwrap_or("?"),
+            e["subject"].as_str().unwrap_or("?"),
+            e["data"]["detail"]["message"].as_str().unwrap_or("")
+        );
+    }
+    step("kiln monitor windows bikes-watch — drift, latency and error per window");
+    super::monitor::windows(&project, "bikes-watch", 8, p).await?;
+    step(
+        "kiln monitor triggers — the retraining the alert asked for, waiting for the pipeline runner",
+    );
+    super::monitor::triggers(&project, 5, p).await?;
+    let report = dir.join("monitor.html");
+    step(&format!(
+        "kiln monitor report bikes --html {} — drift, error and latency over time",
+        report.display()
+    ));
+    super::monitor::report(&project, "bikes", Some(&report), p).await?;
     project.meta.close().await;
     println!(
         "\nDemo project: {} ({})",
@@ -394,10 +444,107 @@ async fn serve_tour(project: Project) -> anyhow::Result<Project> {
     }) {
         println!("  {l}");
     }
+    // Traffic: 2,000 hours spread over the year; from the 1,000th a heat
+    // wave (warmer, drier hours than the model ever saw). The riders of each
+    // hour come back as feedback.
+    let all: Vec<&str> = BIKES.lines().skip(1).collect();
+    let mut sent = 0usize;
+    let mut shown = false;
+    for chunk in (0..2000usize).collect::<Vec<_>>().chunks(20) {
+        let mut rows = Vec::new();
+        let mut truth = Vec::new();
+        for &i in chunk {
+            let line = all[(i * 7919) % all.len()];
+            let mut rec = serde_json::Map::new();
+            for (k, v) in header.iter().zip(line.split(',')) {
+                let mut v = v
+                    .parse::<i64>()
+                    .map(Value::from)
+                    .or_else(|_| v.parse::<f64>().map(Value::from))
+                    .unwrap_or_else(|_| Value::from(v));
+                if i >= 1000 {
+                    if let ("temp" | "atemp", Some(t)) = (*k, v.as_f64()) {
+                        v = json!((t + 0.25).min(1.0));
+                    }
+                    if let ("humidity", Some(h)) = (*k, v.as_f64()) {
+                        v = json!((h - 0.3).max(0.0));
+                    }
+                }
+                if *k == "bikers" {
+                    truth.push(v);
+                } else {
+                    rec.insert(k.to_string(), v);
+                }
+            }
+            rows.push(Value::Object(rec));
+        }
+        let (id, _) = post(
+            "/api/v1/deployments/bikes/predict",
+            json!({ "records": rows }),
+        )
+        .await?;
+        post(
+            "/api/v1/deployments/bikes/feedback",
+            json!({ "request_id": id, "labels": truth }),
+        )
+        .await?;
+        sent += rows.len();
+        if !shown && sent >= 1000 {
+            println!("replayed {sent} ordinary hours; now a heat wave: temp +0.25, humidity −0.3");
+            shown = true;
+        }
+    }
+    println!("replayed {sent} hours with their riders fed back");
     let _ = stop_tx.send(());
     server.await.context("The model server failed")??;
     std::sync::Arc::try_unwrap(project)
         .map_err(|_| anyhow::anyhow!("The model server still holds the project"))
+}
+
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// A webhook receiver on loopback: answers 200 to every POST and keeps the
+/// content type and body of each.
+async fn webhook_receiver() -> anyhow::Result<(String, Received)> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("Failed to start the demo's webhook receiver")?;
+    let url = format!("http://{}/alerts", listener.local_addr()?);
+    let got: Received = Default::default();
+    let sink = got.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(stream);
+                let (mut length, mut content_type) = (0usize, String::new());
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).await.unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    } else if let Some(v) = lower.strip_prefix("content-type:") {
+                        content_type = v.trim().to_string();
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).await.is_ok() {
+                    sink.lock()
+                        .expect("webhook log")
+                        .push((content_type, String::from_utf8_lossy(&body).into_owned()));
+                }
+                let _ = reader
+                    .into_inner()
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    Ok((url, got))
 }
 
 fn step(title: &str) {

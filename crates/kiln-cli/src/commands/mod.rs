@@ -4,6 +4,7 @@ mod data;
 mod demo;
 mod init;
 mod models;
+mod monitor;
 mod serve;
 mod tracking;
 mod train;
@@ -71,6 +72,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Gc(args) => {
             with_project(&locations, async |p| tracking::gc(p, args, printer).await).await
         }
+        Command::Monitor(cmd) => monitor::run(cmd, &locations, printer).await,
         Command::Predictions { deployment, limit } => {
             with_project(&locations, async |p| {
                 serve::predictions(p, &deployment, limit, printer).await

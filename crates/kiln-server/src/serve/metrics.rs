@@ -40,6 +40,9 @@ pub struct Metrics {
     pub log_written: Counter,
     shadow_rows: Family<Labels, Counter>,
     shadow_agreeing: Family<Labels, Counter>,
+    /// Error answers by deployment alone (not exported: what the sampler
+    /// records for monitors).
+    deployment_errors: Family<Labels, Counter>,
 }
 
 /// The handles one deployment updates, whichever version answers.
@@ -50,6 +53,8 @@ pub struct DeploymentMetrics {
     /// Rows a shadow model scored, and those where it agreed.
     pub shadow_rows: Counter,
     pub shadow_agreeing: Counter,
+    /// Requests answered with predictions (not exported: the sampler reads it).
+    pub answered: Counter,
 }
 
 /// The handles one loaded model version updates.
@@ -83,6 +88,7 @@ impl Metrics {
             log_written: Counter::default(),
             shadow_rows: Family::default(),
             shadow_agreeing: Family::default(),
+            deployment_errors: Family::default(),
         };
         {
             let mut r = m.registry.lock().expect("registry");
@@ -164,8 +170,20 @@ impl Metrics {
         }
     }
 
+    /// Error answers of one deployment so far.
+    pub fn deployment_errors(&self, deployment: &str) -> u64 {
+        self.deployment_errors
+            .get_or_create(&vec![("deployment", deployment.to_string())])
+            .get()
+    }
+
     /// Counts an error answer (`deployment` empty when none was named).
     pub fn error(&self, deployment: &str, status: u16) {
+        if !deployment.is_empty() {
+            self.deployment_errors
+                .get_or_create(&vec![("deployment", deployment.to_string())])
+                .inc();
+        }
         self.errors
             .get_or_create(&vec![
                 ("deployment", deployment.to_string()),
@@ -181,6 +199,7 @@ impl Metrics {
             in_flight: self.in_flight.get_or_create(&l).clone(),
             shadow_rows: self.shadow_rows.get_or_create(&l).clone(),
             shadow_agreeing: self.shadow_agreeing.get_or_create(&l).clone(),
+            answered: Counter::default(),
         }
     }
 
@@ -224,7 +243,7 @@ impl Collector for ProcessCollector {
 }
 
 /// utime + stime from /proc/self/stat (Linux; clock ticks at 100 Hz).
-fn process_cpu_seconds() -> Option<f64> {
+pub fn process_cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // The command name is in parentheses and may hold spaces.
     let rest = &stat[stat.rfind(')')? + 2..];

@@ -366,15 +366,60 @@ pub async fn serve_until(
     );
     state.logger = Some(logger);
     let reloader = tokio::spawn(reload_loop(state.clone()));
+    let instance = uuid::Uuid::now_v7().simple().to_string();
+    let sampler = tokio::spawn(sample_loop(state.clone(), instance.clone()));
     ready(listener.local_addr()?);
+    let sampled = state.clone();
     let result = axum::serve(listener, router(state))
         .with_graceful_shutdown(stop)
         .await;
     reloader.abort();
     let _ = reloader.await;
+    sampler.abort();
+    let _ = sampler.await;
+    // A last sample, so monitors see the counters at the end; then the
+    // state goes, with the last logger clone, so the log's writer can end.
+    sample(&sampled, &instance).await;
+    drop(sampled);
     // The router (and every logger clone) is gone: the writer drains and ends.
     let _ = log_task.await;
     result
+}
+
+/// How often the server records its counters for monitors.
+const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+/// Records each deployment's counters (requests, errors) and the process's
+/// CPU time and memory every [`SAMPLE_EVERY`]: what monitors compute error
+/// rates and resource use from.
+async fn sample_loop(s: ServeState, instance: String) {
+    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        sample(&s, &instance).await;
+    }
+}
+
+async fn sample(s: &ServeState, instance: &str) {
+    let cpu_ms = (metrics::process_cpu_seconds().unwrap_or(0.0) * 1000.0) as i64;
+    let rss = metrics::process_resident_bytes().unwrap_or(0) as i64;
+    let at = kiln_store::now_ms();
+    for d in s.deployments.values() {
+        let errors = s.metrics.deployment_errors(d.name()) as i64;
+        let sample = kiln_store::ServingSample {
+            deployment: d.name().to_string(),
+            instance: instance.to_string(),
+            at,
+            requests: d.metrics.answered.get() as i64 + errors,
+            errors,
+            cpu_ms,
+            rss_bytes: rss,
+        };
+        if let Err(e) = s.project.meta.add_serving_sample(&sample).await {
+            tracing::warn!("recording serving counters: {e}");
+        }
+    }
 }
 
 /// Follows moved aliases: checks every deployment each `reload_every`.
@@ -489,6 +534,7 @@ async fn score(
     let latency = started.elapsed();
     let rows = batch.num_rows();
     vm.ok.inc();
+    d.metrics.answered.inc();
     vm.rows.inc_by(rows as u64);
     vm.latency.observe(latency.as_secs_f64());
     let latency_ms = latency.as_secs_f64() * 1000.0;
