@@ -55,3 +55,25 @@ def tail(path, n=800):
             return f.read()[-n:].decode("utf-8", "replace")
     except OSError:
         return ""
+
+
+def machine():
+    """What the figures were measured on: cores, CPU model, memory, Python."""
+    import platform
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        with open("/proc/meminfo") as f:
+            mem = f.readline().split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": model, "memory": mem, "platform": platform.platform(),
+            "python": platform.python_version()}

@@ -20,7 +20,6 @@ bench/serve/README.md says what each figure is and how it is measured.
 import argparse
 import json
 import os
-import platform
 import re
 import resource
 import shutil
@@ -33,6 +32,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import procs  # noqa: E402
 from procs import free_port, tail, tree_cpu_s, tree_pids  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -370,21 +370,11 @@ def get(res, path):
 
 
 def machine():
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     try:
         wrk_v = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
     except OSError:
         wrk_v = ""
-    return {"nproc": os.cpu_count(), "cpu": model, "platform": platform.platform(),
-            "python": platform.python_version(), "wrk": wrk_v.strip()}
+    return {**procs.machine(), "wrk": wrk_v.strip()}
 
 
 def times(r):

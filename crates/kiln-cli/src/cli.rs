@@ -628,9 +628,13 @@ pub enum MonitorCommand {
     Report {
         /// The deployment.
         deployment: String,
-        /// The HTML file to write.
+        /// The HTML file to write (without it, or with `--json`, the
+        /// windows and alerts are printed as JSON).
         #[arg(long, value_name = "OUT")]
         html: Option<PathBuf>,
+        /// Only the latest N windows of each monitor.
+        #[arg(long, value_name = "N")]
+        last: Option<usize>,
     },
     /// List retraining triggers recorded by alerts (the pipeline runner takes
     /// pending ones).

@@ -656,3 +656,66 @@ monitors:
     let triggers = p.kiln(&["monitor", "triggers", "--json"]).ok().json();
     assert_eq!(triggers[0]["pipeline"], "retrain-rain");
 }
+
+/// Time windows are aligned to the span and close when a row of a later
+/// window is logged (or well after their end): three bursts in three
+/// seconds give two closed windows and one still open.
+#[tokio::test(flavor = "multi_thread")]
+async fn time_windows_close_when_a_later_row_arrives() {
+    let p = Project::new();
+    let train = stream(5, 500, usize::MAX, usize::MAX);
+    p.write("train.csv", stream_csv(&train));
+    p.kiln(&["data", "add", "s", "train.csv", "-q"]).ok();
+    let run = p
+        .kiln(&["train", "s", "--target", "y", "--trials", "1", "--json"])
+        .ok()
+        .json()["model"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    p.set_config(&format!(
+        "{}
+monitors:
+  clock:
+    deployment: live
+    window: 1s
+",
+        project_line(&p)
+    ));
+    let mut server = Server::start(
+        &p,
+        &[
+            "serve",
+            &format!("live={run}"),
+            "--port",
+            "0",
+            "--log-flush",
+            "100ms",
+        ],
+        &[],
+    );
+    let rows = stream(6, 90, usize::MAX, usize::MAX);
+    for burst in rows.chunks(30) {
+        // Each burst starts 100 ms into a second of its own.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_millis();
+        std::thread::sleep(std::time::Duration::from_millis(u64::from(1100 - now)));
+        replay(&server.url, "live", burst, 10).await;
+    }
+    assert_eq!(server.terminate(), 0, "{}", server.log());
+    p.kiln(&["monitor", "run"]).ok();
+    let w = p
+        .kiln(&["monitor", "windows", "clock", "--json"])
+        .ok()
+        .json();
+    let w = w.as_array().unwrap();
+    assert_eq!(w.len(), 2, "the last burst's window is still open: {w:#?}");
+    assert!(w.iter().all(|w| w["rows"] == 30), "{w:#?}");
+    // Each window spans less than its second.
+    for x in w {
+        let span = x["end_time"].as_i64().unwrap() - x["start_time"].as_i64().unwrap();
+        assert!((0..1000).contains(&span), "{x}");
+    }
+}

@@ -285,7 +285,7 @@ pub async fn demo(args: DemoArgs, printer: Printer) -> anyhow::Result<ExitStatus
         "kiln monitor report bikes --html {} — drift, error and latency over time",
         report.display()
     ));
-    super::monitor::report(&project, "bikes", Some(&report), p).await?;
+    super::monitor::report(&project, "bikes", Some(&report), None, p).await?;
     project.meta.close().await;
     println!(
         "\nDemo project: {} ({})",

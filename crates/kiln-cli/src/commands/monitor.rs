@@ -48,9 +48,11 @@ pub async fn run(
                     alerts(&project, firing, limit, p).await
                 }
                 MonitorCommand::Windows { name, limit } => windows(&project, &name, limit, p).await,
-                MonitorCommand::Report { deployment, html } => {
-                    report(&project, &deployment, html.as_deref(), p).await
-                }
+                MonitorCommand::Report {
+                    deployment,
+                    html,
+                    last,
+                } => report(&project, &deployment, html.as_deref(), last, p).await,
                 MonitorCommand::Triggers { limit } => triggers(&project, limit, p).await,
                 MonitorCommand::Drift { .. } | MonitorCommand::Metrics => unreachable!(),
             };
@@ -280,6 +282,7 @@ pub async fn report(
     project: &Project,
     deployment: &str,
     html: Option<&Path>,
+    last: Option<usize>,
     p: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let monitors: Vec<(&String, &kiln_project::MonitorConfig)> = project
@@ -295,10 +298,11 @@ pub async fn report(
     }
     let mut stored = Vec::new();
     for (name, _) in &monitors {
-        stored.push((
-            (*name).clone(),
-            project.meta.monitor_windows(name, 0).await?,
-        ));
+        let mut windows = project.meta.monitor_windows(name, 0).await?;
+        if let Some(n) = last {
+            windows.drain(..windows.len().saturating_sub(n));
+        }
+        stored.push(((*name).clone(), windows));
     }
     let alerts: Vec<kiln_store::Alert> = project
         .meta

@@ -79,21 +79,7 @@ impl MetaStore {
         .fetch_all(&self.pool)
         .await
         .map_err(StoreError::query("listing prediction segments"))?;
-        rows.iter()
-            .map(|r| {
-                Ok(PredictionSegment {
-                    deployment: get(r, "deployment")?,
-                    hour: get(r, "hour")?,
-                    model: get(r, "model")?,
-                    version: get(r, "version")?,
-                    role: get(r, "role")?,
-                    object: get(r, "object")?,
-                    rows: get(r, "rows")?,
-                    first_time: get(r, "first_time")?,
-                    last_time: get(r, "last_time")?,
-                })
-            })
-            .collect()
+        rows.iter().map(segment).collect()
     }
 
     /// A deployment's segments of answered rows in the order they were
@@ -118,22 +104,7 @@ impl MetaStore {
         .await
         .map_err(StoreError::query("reading the prediction log"))?;
         rows.iter()
-            .map(|r| {
-                Ok((
-                    PredictionSegment {
-                        deployment: get(r, "deployment")?,
-                        hour: get(r, "hour")?,
-                        model: get(r, "model")?,
-                        version: get(r, "version")?,
-                        role: get(r, "role")?,
-                        object: get(r, "object")?,
-                        rows: get(r, "rows")?,
-                        first_time: get(r, "first_time")?,
-                        last_time: get(r, "last_time")?,
-                    },
-                    get(r, "created_at")?,
-                ))
-            })
+            .map(|r| Ok((segment(r)?, get(r, "created_at")?)))
             .collect()
     }
 
@@ -193,4 +164,18 @@ impl MetaStore {
             })
             .collect()
     }
+}
+
+fn segment(r: &sqlx::any::AnyRow) -> Result<PredictionSegment> {
+    Ok(PredictionSegment {
+        deployment: get(r, "deployment")?,
+        hour: get(r, "hour")?,
+        model: get(r, "model")?,
+        version: get(r, "version")?,
+        role: get(r, "role")?,
+        object: get(r, "object")?,
+        rows: get(r, "rows")?,
+        first_time: get(r, "first_time")?,
+        last_time: get(r, "last_time")?,
+    })
 }
