@@ -719,3 +719,107 @@ monitors:
         assert!((0..1000).contains(&span), "{x}");
     }
 }
+
+/// `kiln server` runs the monitors on their schedule and serves what they
+/// find; a webhook that cannot be reached does not lose the alert: the
+/// failed delivery is recorded with its reason, the alert stays firing, and
+/// `kiln monitor alerts --firing` exits 1 for CI.
+#[tokio::test(flavor = "multi_thread")]
+async fn kiln_server_runs_monitors_and_an_unreachable_webhook_is_recorded_as_failed() {
+    let p = Project::new();
+    let train = stream(5, 300, usize::MAX, usize::MAX);
+    p.write("train.csv", stream_csv(&train));
+    p.kiln(&["data", "add", "s", "train.csv", "-q"]).ok();
+    let run = p
+        .kiln(&["train", "s", "--target", "y", "--trials", "1", "--json"])
+        .ok()
+        .json()["model"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/hook", closed.local_addr().unwrap());
+    drop(closed);
+    p.set_config(&format!(
+        "{}
+monitors:
+  m:
+    deployment: live
+    window: 50
+    rules:
+      - metric: rows
+        above: 10
+    every: 1s
+    webhooks: [{dead}]
+",
+        project_line(&p)
+    ));
+    let mut server = Server::start(
+        &p,
+        &[
+            "serve",
+            &format!("live={run}"),
+            "--port",
+            "0",
+            "--log-flush",
+            "100ms",
+        ],
+        &[],
+    );
+    replay(
+        &server.url,
+        "live",
+        &stream(6, 50, usize::MAX, usize::MAX),
+        25,
+    )
+    .await;
+    assert_eq!(server.terminate(), 0);
+    // The tracking server picks the window up on its own.
+    let api = Server::start(&p, &["server", "--port", "0"], &[]);
+    let client = reqwest::Client::new();
+    let mut alerts = Value::Null;
+    for _ in 0..100 {
+        alerts = client
+            .get(format!("{}/api/v1/alerts?state=firing", api.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let delivered = alerts["items"][0]["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["kind"] == "webhook"));
+        if delivered {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        alerts["items"][0]["rule"],
+        "rows",
+        "{alerts:#}\n{}",
+        api.log()
+    );
+    let windows: Value = client
+        .get(format!("{}/api/v1/monitors/m/windows", api.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(windows["items"][0]["rows"], 50, "{windows:#}");
+    assert!(api.log().contains("ALERT rows fired"), "{}", api.log());
+    drop(api);
+    let alerts = p
+        .kiln(&["monitor", "alerts", "--firing", "--json"])
+        .code(1)
+        .json();
+    let events = alerts[0]["events"].as_array().unwrap();
+    let hook = events.iter().find(|e| e["kind"] == "webhook").unwrap();
+    assert_eq!(hook["outcome"], "failed");
+    assert_eq!(hook["detail"]["url"], dead.as_str());
+    assert!(!hook["detail"]["error"].as_str().unwrap().is_empty());
+}

@@ -999,7 +999,7 @@ impl WindowContext<'_> {
     /// Label metrics over the rows that have a label.
     async fn label_metrics(&self, rows: &WindowRows) -> Map<String, Value> {
         let mut m = Map::new();
-        let mut labelled: Vec<(usize, usize, usize, &Value)> = Vec::new();
+        let mut labelled: Vec<(usize, usize, &Value)> = Vec::new();
         for &(i, off, len) in &rows.pieces {
             let b = &self.segments[i].batch;
             let (Some(ids), Some(rs)) = (b.column_by_name("request_id"), b.column_by_name("row"))
@@ -1013,7 +1013,7 @@ impl WindowContext<'_> {
                     .labels
                     .get(&(ids.value(r).to_string(), i64::from(rs.value(r))))
                 {
-                    labelled.push((i, r, 0, l));
+                    labelled.push((i, r, l));
                 }
             }
         }
@@ -1031,7 +1031,7 @@ impl WindowContext<'_> {
             .is_some_and(|c| c.data_type() == &arrow_schema::DataType::Float64);
         if regression {
             let (mut y, mut p) = (Vec::new(), Vec::new());
-            for &(i, r, _, l) in &labelled {
+            for &(i, r, l) in &labelled {
                 let pred = self.segments[i]
                     .batch
                     .column_by_name("prediction")
@@ -1052,7 +1052,7 @@ impl WindowContext<'_> {
         // Classification: right or wrong; binary also AUC, log loss, calibration.
         let mut right = 0usize;
         let (mut y, mut prob) = (Vec::new(), Vec::new());
-        for &(i, r, _, l) in &labelled {
+        for &(i, r, l) in &labelled {
             let b = &self.segments[i].batch;
             let Some(pred) = b.column_by_name("prediction") else {
                 continue;
