@@ -636,8 +636,8 @@ pub enum MonitorCommand {
         #[arg(long, value_name = "N")]
         last: Option<usize>,
     },
-    /// List retraining triggers recorded by alerts (the pipeline runner takes
-    /// pending ones).
+    /// List retraining triggers recorded by alerts (`retrain:` on a rule);
+    /// they stay pending for a pipeline runner to take.
     Triggers {
         /// How many to show.
         #[arg(long, default_value_t = 50)]

@@ -237,6 +237,10 @@ fn monitor_config_mistakes_are_named() {
             "at least 1 row",
         ),
         (
+            "monitors:\n  m:\n    deployment: d\n    rules:\n      - { metric: acuracy, below: 0.9 }\n",
+            "no metric `acuracy`",
+        ),
+        (
             "monitors:\n  m:\n    deployment: d\n    label_delay: soon\n",
             "Invalid duration `soon`",
         ),
@@ -657,11 +661,11 @@ monitors:
     assert_eq!(triggers[0]["pipeline"], "retrain-rain");
 }
 
-/// Time windows are aligned to the span and close when a row of a later
-/// window is logged (or well after their end): three bursts in three
-/// seconds give two closed windows and one still open.
+/// Time windows are aligned to the span and close once they ended more than
+/// `settle` ago: three bursts in three seconds make three windows of a
+/// burst each, the last one closing only after its second and the settle.
 #[tokio::test(flavor = "multi_thread")]
-async fn time_windows_close_when_a_later_row_arrives() {
+async fn time_windows_close_after_their_end_and_the_settle() {
     let p = Project::new();
     let train = stream(5, 500, usize::MAX, usize::MAX);
     p.write("train.csv", stream_csv(&train));
@@ -679,6 +683,7 @@ monitors:
   clock:
     deployment: live
     window: 1s
+    settle: 200ms
 ",
         project_line(&p)
     ));
@@ -704,16 +709,28 @@ monitors:
         std::thread::sleep(std::time::Duration::from_millis(u64::from(1100 - now)));
         replay(&server.url, "live", burst, 10).await;
     }
+    // The last burst is logged; its second has not ended.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    p.kiln(&["monitor", "run"]).ok();
+    let w = p
+        .kiln(&["monitor", "windows", "clock", "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        w.as_array().unwrap().len(),
+        2,
+        "the last burst's window is open: {w:#}"
+    );
     assert_eq!(server.terminate(), 0, "{}", server.log());
+    std::thread::sleep(std::time::Duration::from_millis(1200));
     p.kiln(&["monitor", "run"]).ok();
     let w = p
         .kiln(&["monitor", "windows", "clock", "--json"])
         .ok()
         .json();
     let w = w.as_array().unwrap();
-    assert_eq!(w.len(), 2, "the last burst's window is still open: {w:#?}");
+    assert_eq!(w.len(), 3, "{w:#?}");
     assert!(w.iter().all(|w| w["rows"] == 30), "{w:#?}");
-    // Each window spans less than its second.
     for x in w {
         let span = x["end_time"].as_i64().unwrap() - x["start_time"].as_i64().unwrap();
         assert!((0..1000).contains(&span), "{x}");

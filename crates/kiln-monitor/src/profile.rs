@@ -63,7 +63,7 @@ impl Kind {
 pub enum Values {
     /// The non-missing numbers, in arrival order.
     Numeric {
-        /// The values; NaN and null are counted in `nulls` instead.
+        /// The values; NaN, ±inf and null are counted in `nulls` instead.
         values: Vec<f64>,
         /// Missing values.
         nulls: u64,
@@ -109,18 +109,20 @@ impl Values {
                     }
                 };
                 values.reserve(floats.len());
+                // Infinities count as missing too: no distance or sketch
+                // means anything with them.
                 if floats.null_count() == 0 {
                     for &v in floats.values() {
-                        if v.is_nan() {
-                            *nulls += 1;
-                        } else {
+                        if v.is_finite() {
                             values.push(v);
+                        } else {
+                            *nulls += 1;
                         }
                     }
                 } else {
                     for v in floats.iter() {
                         match v {
-                            Some(v) if !v.is_nan() => values.push(v),
+                            Some(v) if v.is_finite() => values.push(v),
                             _ => *nulls += 1,
                         }
                     }
@@ -293,15 +295,25 @@ fn thin(values: &[f64], k: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Mean and population standard deviation, in two passes for accuracy.
+/// Mean and population standard deviation of finite values, in two passes,
+/// scaled by the largest magnitude so that values near `f64::MAX` do not
+/// overflow to infinity (which JSON could not store).
 fn mean_std(values: &[f64]) -> (f64, f64) {
     if values.is_empty() {
         return (0.0, 0.0);
     }
     let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
-    (mean, var.sqrt())
+    let scale = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    if scale == 0.0 {
+        return (0.0, 0.0);
+    }
+    let mean = values.iter().map(|v| v / scale).sum::<f64>() / n;
+    let var = values
+        .iter()
+        .map(|v| (v / scale - mean) * (v / scale - mean))
+        .sum::<f64>()
+        / n;
+    (mean * scale, var.sqrt() * scale)
 }
 
 /// The reference profile of a model version: every input column's profile
@@ -364,6 +376,26 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn huge_values_keep_a_finite_mean_and_std_and_infinities_are_missing() {
+        let mut v = Values::new(Kind::Numeric);
+        v.push(&Float64Array::from(vec![
+            1e300,
+            -1e300,
+            1e308,
+            f64::INFINITY,
+        ]))
+        .unwrap();
+        let p = ColumnProfile::from_values("x", v, None);
+        assert_eq!(p.nulls, 1);
+        let ColumnStats::Numeric { mean, std, .. } = p.stats else {
+            panic!()
+        };
+        assert!(mean.is_finite() && std.is_finite(), "{mean} {std}");
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(serde_json::from_str::<ColumnProfile>(&json).unwrap(), p);
     }
 
     #[test]

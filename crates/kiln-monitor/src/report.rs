@@ -30,14 +30,24 @@ pub fn drift_page(report: &DriftReport, reference: (&str, u64), current: (&str, 
         &format!("{:.0} %", report.share_drifted * 100.0),
         tone,
     );
-    page.card(
-        "p-value threshold",
-        &format!(
-            "{:.1e}",
-            crate::drift::threshold(report.alpha, report.columns_checked)
+    // Verdicts by a distance (`--method psi|wasserstein|js`) are plotted as
+    // that distance against its threshold; test verdicts as −log₁₀ p.
+    let distance = report
+        .columns
+        .iter()
+        .find(|c| matches!(c.test, "psi" | "wasserstein" | "jensen_shannon"))
+        .map(|c| c.threshold);
+    match distance {
+        Some(t) => page.card("distance threshold", &format!("{t}"), Tone::Neutral),
+        None => page.card(
+            "p-value threshold",
+            &format!(
+                "{:.1e}",
+                crate::drift::threshold(report.alpha, report.columns_checked)
+            ),
+            Tone::Neutral,
         ),
-        Tone::Neutral,
-    );
+    }
     if !report.missing_columns.is_empty() {
         page.card(
             "missing columns",
@@ -52,17 +62,28 @@ pub fn drift_page(report: &DriftReport, reference: (&str, u64), current: (&str, 
             .then(a.p_value.total_cmp(&b.p_value))
     });
     page.section("Verdicts", verdict_table(&order));
-    // -log10(p) against -log10(threshold): one scale for every test.
     let labels: Vec<String> = order.iter().map(|c| c.column.clone()).collect();
-    let scores: Vec<f64> = order.iter().map(|c| neg_log10(c.p_value)).collect();
-    let line = neg_log10(crate::drift::threshold(
-        report.alpha,
-        report.columns_checked,
-    ));
-    page.section(
-        "Evidence of drift per column (−log₁₀ p-value; the line is the threshold)",
-        html::bar_chart("−log₁₀ p", &labels, &scores, Some(line)),
-    );
+    match distance {
+        Some(t) => {
+            let scores: Vec<f64> = order.iter().map(|c| c.statistic).collect();
+            page.section(
+                "Distance per column (the line is the threshold)",
+                html::bar_chart("distance", &labels, &scores, Some(t)),
+            );
+        }
+        None => {
+            // -log10(p) against -log10(threshold): one scale for every test.
+            let scores: Vec<f64> = order.iter().map(|c| neg_log10(c.p_value)).collect();
+            let line = neg_log10(crate::drift::threshold(
+                report.alpha,
+                report.columns_checked,
+            ));
+            page.section(
+                "Evidence of drift per column (−log₁₀ p-value; the line is the threshold)",
+                html::bar_chart("−log₁₀ p", &labels, &scores, Some(line)),
+            );
+        }
+    }
     let charts: Vec<String> = order
         .iter()
         .filter(|c| !c.histogram.labels.is_empty())

@@ -33,7 +33,9 @@ pub fn ks_wasserstein(a: &[f64], b: &[f64]) -> (f64, f64) {
     // (counting, not adding weights, keeps a full CDF at exactly 1).
     while i < n || j < m {
         let (x, y) = (at(a, i), at(b, j));
-        let take_a = x <= y;
+        // An exhausted side never moves (it reads as +inf, which a value of
+        // the other side can equal).
+        let take_a = i < n && (j >= m || x <= y);
         let v = if take_a { x } else { y };
         i += usize::from(take_a);
         j += usize::from(!take_a);
@@ -198,6 +200,14 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn infinite_values_end_the_merge() {
+        let (ks, _) = ks_wasserstein(&[1.0, 2.0, 3.0], &[1.0, f64::INFINITY]);
+        assert!((ks - 0.5).abs() < 1e-12, "{ks}");
+        let (ks, _) = ks_wasserstein(&[f64::INFINITY], &[f64::NEG_INFINITY, f64::INFINITY]);
+        assert!((ks - 0.5).abs() < 1e-12, "{ks}");
+    }
 
     #[test]
     fn ks_and_wasserstein_match_hand_computed_values() {

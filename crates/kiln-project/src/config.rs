@@ -123,6 +123,11 @@ pub struct MonitorConfig {
     /// seasonal stream is most windows; a distance flags large ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<String>,
+    /// How long after its end a time window waits for rows still held in
+    /// model servers' log buffers before it closes (default `90s`; keep it
+    /// above `kiln serve --log-flush`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle: Option<String>,
     /// How often `kiln server` runs the monitor (default `1m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every: Option<String>,
@@ -191,13 +196,16 @@ impl MonitorConfig {
             Some(WindowSpec::Rows(0)) => return Err("window must be at least 1 row".into()),
             Some(WindowSpec::Time(t)) => {
                 let d = kiln_core::parse_duration(t)?;
-                if d.is_zero() {
-                    return Err("window must be longer than 0s".into());
+                if d.as_micros() == 0 {
+                    return Err("a time window must be at least 1µs long (e.g. `10m`)".into());
                 }
             }
             _ => {}
         }
-        for d in [&self.label_delay, &self.every].into_iter().flatten() {
+        for d in [&self.label_delay, &self.every, &self.settle]
+            .into_iter()
+            .flatten()
+        {
             kiln_core::parse_duration(d)?;
         }
         if let Some(m) = &self.drift {
@@ -231,6 +239,13 @@ impl MonitorConfig {
                 return Err(format!(
                     "rule `{}`: severity must be info, warning or critical, not `{s}`",
                     r.name()
+                ));
+            }
+            if !crate::monitoring::known_metric(&r.metric) {
+                return Err(format!(
+                    "rule `{}`: no metric `{}` (`kiln monitor metrics` lists them)",
+                    r.name(),
+                    r.metric
                 ));
             }
             if r.for_windows == Some(0) {

@@ -4,9 +4,13 @@
 //!
 //! A monitor cuts the prediction log into tumbling windows (by rows or by
 //! time), in the log's order: segments as they were recorded, rows as they
-//! were written. A window's position is `(segment created_at, segment
-//! object, row offset)`, so a run picks up exactly where the last one ended
-//! and no row is counted twice or lost, however late a segment arrives.
+//! were written. Each window stores the pieces of segments it took (object,
+//! first row, rows), so the rows taken are known exactly: a run takes only
+//! rows no window took, a segment that lands late (another replica, a slow
+//! commit) is taken by the next window, and no row is counted twice or
+//! skipped. A time window closes once it ended more than `settle` ago
+//! (default 90 s, longer than a server's `--log-flush`); rows that land
+//! after that count in a later window.
 //!
 //! Each window gets metrics: drift of every input column and of the
 //! prediction against the reference profile (training–serving skew),
@@ -39,8 +43,9 @@ use crate::{Project, ProjectError, Result};
 
 /// Rows a window has by default.
 pub const DEFAULT_WINDOW_ROWS: u64 = 1000;
-/// A time window closes this long after its end when no later row came.
-const TIME_WINDOW_GRACE: Duration = Duration::from_secs(10);
+/// A time window closes this long after its end by default: longer than a
+/// model server holds rows before writing them (`--log-flush`, 60 s).
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(90);
 /// Rows of the training table the prediction profile and the outlier
 /// threshold are computed on, at most.
 const PROFILE_SAMPLE_ROWS: usize = 100_000;
@@ -105,6 +110,15 @@ pub const METRICS: &[(&str, &str)] = &[
         "the model server's resident memory, MB (largest)",
     ),
 ];
+
+/// Whether rules can use `metric`: one of [`METRICS`], or a column's
+/// `drift.COLUMN` / `psi.COLUMN`.
+pub fn known_metric(metric: &str) -> bool {
+    METRICS.iter().any(|(m, _)| *m == metric)
+        || ["drift.", "psi."]
+            .iter()
+            .any(|p| metric.strip_prefix(p).is_some_and(|c| !c.is_empty()))
+}
 
 /// The reference profile of a model trained on `batches`: every input
 /// column (numbers as 1,000 quantiles, categories by count), the prediction
@@ -237,40 +251,29 @@ fn prediction_profile(model: &Model, p: &Predictions) -> ColumnProfile {
     }
 }
 
-/// A position in the prediction log: the first row not yet taken.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub struct LogPosition {
-    /// The segment's `created_at` (ms).
-    pub created_at: i64,
+/// Rows of one segment of the prediction log that a window took: stored
+/// with the window, so its rows can be read again exactly (for labels that
+/// come later) and the rows already taken are known.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Piece {
     /// The segment's object.
     pub object: String,
-    /// Rows of that segment already taken.
+    /// The first row taken.
     pub offset: usize,
-}
-
-impl LogPosition {
-    fn start() -> LogPosition {
-        LogPosition {
-            created_at: i64::MIN,
-            object: String::new(),
-            offset: 0,
-        }
-    }
+    /// Rows taken.
+    pub len: usize,
 }
 
 /// One segment of the log, read.
 struct Segment {
-    created_at: i64,
     meta: PredictionSegment,
     batch: RecordBatch,
 }
 
-/// A window's rows: pieces of segments, in log order.
+/// A window's rows: `(segment index, offset, rows)` pieces, in log order.
 struct WindowRows {
     pieces: Vec<(usize, usize, usize)>,
     rows: usize,
-    start: LogPosition,
-    end: LogPosition,
 }
 
 /// What one run of a monitor did.
@@ -298,13 +301,15 @@ impl Project {
     /// The reference profile stored with a served model version (`model` and
     /// `version` as the prediction log names them), if it has one.
     pub async fn served_profile(&self, model: &str, version: &str) -> Result<Option<Profile>> {
-        let run_id = if let Ok(v) = version.parse::<i64>() {
+        // A run served directly is `run-…` with the run id as its version
+        // (which may be all digits), so that comes first.
+        let run_id = if model.starts_with("run-") {
+            Some(version.to_string())
+        } else if let Ok(v) = version.parse::<i64>() {
             match self.meta.model_version(model, v).await {
                 Ok(mv) => mv.run_id,
                 Err(_) => None,
             }
-        } else if model.starts_with("run-") {
-            Some(version.to_string())
         } else {
             None
         };
@@ -352,19 +357,43 @@ impl Project {
             Some(m) => drift::Method::parse(m).map_err(ProjectError::WrongKind)?,
             None => drift::Method::Test,
         };
-        let existing = self.meta.monitor_windows(name, 0).await?;
-        // Re-read from the first window whose labels may still change.
-        let first_open = existing.iter().position(|w| !w.r#final);
-        let resume = existing
-            .last()
-            .map(|w| position(&w.end_key))
-            .transpose()?
-            .unwrap_or_else(LogPosition::start);
-        let read_from = match first_open {
-            Some(i) => position(&existing[i].detail["start"])?,
-            None => resume.clone(),
+        let settle = match &cfg.settle {
+            Some(d) => duration(Some(d))?,
+            None => DEFAULT_SETTLE,
         };
-        let segments = self.read_log(&cfg.deployment, &read_from).await?;
+        let existing = self.meta.monitor_windows(name, 0).await?;
+        // The ledger: rows of each segment that windows have taken (always a
+        // prefix of the segment).
+        let mut taken: HashMap<String, usize> = HashMap::new();
+        let mut open: Vec<(usize, Vec<Piece>)> = Vec::new();
+        for (k, w) in existing.iter().enumerate() {
+            let pieces = pieces_of(w)?;
+            for p in &pieces {
+                let t = taken.entry(p.object.clone()).or_default();
+                *t = (*t).max(p.offset + p.len);
+            }
+            if !w.r#final {
+                open.push((k, pieces));
+            }
+        }
+        // Segments with rows no window took (in the order they were
+        // recorded; one that landed late is simply next), and those of
+        // windows whose labels may still change.
+        let again: std::collections::HashSet<&str> = open
+            .iter()
+            .flat_map(|(_, ps)| ps.iter().map(|p| p.object.as_str()))
+            .collect();
+        let segments = self
+            .read_log(&cfg.deployment, |s| {
+                taken.get(&s.object).copied().unwrap_or(0) < s.rows as usize
+                    || again.contains(s.object.as_str())
+            })
+            .await?;
+        let index: HashMap<&str, usize> = segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.meta.object.as_str(), i))
+            .collect();
         let reference = match &cfg.reference {
             Some(source) => Some(self.table_profile(source).await?),
             None => None,
@@ -384,40 +413,54 @@ impl Project {
 
         // Earlier windows whose labels may have arrived since.
         let mut updated = Vec::new();
-        if let Some(i) = first_open {
-            for w in &existing[i..] {
-                let start = position(&w.detail["start"])?;
-                let Some(rows) = take_rows(&segments, &start, w.rows as usize) else {
-                    continue;
-                };
-                let mut metrics = w.metrics.as_object().cloned().unwrap_or_default();
-                let label = ctx.label_metrics(&rows).await;
-                metrics.retain(|k, _| !LABEL_METRICS.contains(&k.as_str()));
-                metrics.extend(label);
-                let mut w = w.clone();
-                w.labels = metrics.get("labels").and_then(Value::as_i64).unwrap_or(0);
-                w.metrics = Value::Object(metrics);
-                w.r#final = now >= w.end_time + label_delay;
-                updated.push(w);
-            }
+        for (k, pieces) in &open {
+            let w = &existing[*k];
+            let Some(rows) = pieces
+                .iter()
+                .map(|p| index.get(p.object.as_str()).map(|&i| (i, p.offset, p.len)))
+                .collect::<Option<Vec<_>>>()
+                .map(|pieces| WindowRows {
+                    rows: pieces.iter().map(|p| p.2).sum(),
+                    pieces,
+                })
+            else {
+                continue;
+            };
+            let mut metrics = w.metrics.as_object().cloned().unwrap_or_default();
+            let label = ctx.label_metrics(&rows).await;
+            metrics.retain(|k, _| !LABEL_METRICS.contains(&k.as_str()));
+            metrics.extend(label);
+            let mut w = w.clone();
+            w.labels = metrics.get("labels").and_then(Value::as_i64).unwrap_or(0);
+            w.metrics = Value::Object(metrics);
+            w.r#final = now >= w.end_time + label_delay;
+            updated.push(w);
         }
 
-        // New windows.
+        // New windows, from the rows no window took.
+        let mut next: Vec<usize> = segments
+            .iter()
+            .map(|s| {
+                taken
+                    .get(&s.meta.object)
+                    .copied()
+                    .unwrap_or(0)
+                    .min(s.batch.num_rows())
+            })
+            .collect();
         let mut new = Vec::new();
-        let mut pos = resume;
         let mut seq = existing.last().map_or(0, |w| w.seq + 1);
         loop {
             let rows = match &cfg.window {
-                None => take_rows(&segments, &pos, DEFAULT_WINDOW_ROWS as usize),
-                Some(WindowSpec::Rows(n)) => take_rows(&segments, &pos, *n as usize),
+                None => take_rows(&segments, &mut next, DEFAULT_WINDOW_ROWS as usize),
+                Some(WindowSpec::Rows(n)) => take_rows(&segments, &mut next, *n as usize),
                 Some(WindowSpec::Time(t)) => {
                     let span = duration(Some(t))?.as_micros() as i64;
-                    take_time_window(&segments, &pos, span, now)
+                    take_time_window(&segments, &mut next, span, now, settle)
                 }
             };
             let Some(rows) = rows else { break };
             let w = ctx.window(name, seq, &rows, now, label_delay).await?;
-            pos = rows.end.clone();
             seq += 1;
             new.push(w);
         }
@@ -563,14 +606,16 @@ impl Project {
         })
     }
 
-    /// The log's segments from `from` on, read.
-    async fn read_log(&self, deployment: &str, from: &LogPosition) -> Result<Vec<Segment>> {
-        let list = self
-            .meta
-            .prediction_log(deployment, (from.created_at, &from.object))
-            .await?;
-        let mut out = Vec::with_capacity(list.len());
-        for (meta, created_at) in list {
+    /// The deployment's answered segments that `wanted` picks, read, in the
+    /// log's order.
+    async fn read_log(
+        &self,
+        deployment: &str,
+        wanted: impl Fn(&PredictionSegment) -> bool,
+    ) -> Result<Vec<Segment>> {
+        let list = self.meta.prediction_log(deployment, (i64::MIN, "")).await?;
+        let mut out = Vec::new();
+        for (meta, _) in list.into_iter().filter(|(m, _)| wanted(m)) {
             let hash = kiln_core::ContentHash::parse(&meta.object)
                 .map_err(|e| ProjectError::WrongKind(format!("prediction segment: {e}")))?;
             let bytes = bytes::Bytes::from(self.objects.get_bytes(&hash).await?);
@@ -581,11 +626,7 @@ impl Project {
                 _ => arrow_select::concat::concat_batches(&batches[0].schema(), &batches)
                     .map_err(|e| ProjectError::WrongKind(format!("prediction segment: {e}")))?,
             };
-            out.push(Segment {
-                created_at,
-                meta,
-                batch,
-            });
+            out.push(Segment { meta, batch });
         }
         Ok(out)
     }
@@ -618,77 +659,58 @@ fn duration(s: Option<&str>) -> Result<Duration> {
     }
 }
 
-fn position(v: &Value) -> Result<LogPosition> {
-    serde_json::from_value(v.clone())
-        .map_err(|e| ProjectError::WrongKind(format!("a monitor window's log position: {e}")))
-}
-
-/// Index of the segment `pos` points into, and the offset in it.
-fn locate(segments: &[Segment], pos: &LogPosition) -> (usize, usize) {
-    for (i, s) in segments.iter().enumerate() {
-        if (s.created_at, s.meta.object.as_str()) == (pos.created_at, pos.object.as_str()) {
-            return (i, pos.offset);
-        }
-        if (s.created_at, s.meta.object.as_str()) > (pos.created_at, pos.object.as_str()) {
-            return (i, 0);
-        }
-    }
-    (segments.len(), 0)
-}
-
-/// The next `n` rows from `pos`, or `None` when the log has fewer.
-fn take_rows(segments: &[Segment], pos: &LogPosition, n: usize) -> Option<WindowRows> {
-    if n == 0 {
-        return None;
-    }
-    let (mut i, mut off) = locate(segments, pos);
-    let mut pieces = Vec::new();
-    let mut left = n;
-    let mut start = None;
-    while left > 0 && i < segments.len() {
-        let len = segments[i].batch.num_rows();
-        if off < len {
-            if start.is_none() {
-                start = Some(at(&segments[i], off));
-            }
-            let take = left.min(len - off);
-            pieces.push((i, off, take));
-            left -= take;
-            off += take;
-        }
-        if left > 0 {
-            i += 1;
-            off = 0;
-        }
-    }
-    if left > 0 {
-        return None;
-    }
-    Some(WindowRows {
-        pieces,
-        rows: n,
-        start: start.expect("rows were taken"),
-        end: at(&segments[i], off),
+/// The pieces a stored window took.
+fn pieces_of(w: &MonitorWindow) -> Result<Vec<Piece>> {
+    serde_json::from_value(w.detail["pieces"].clone()).map_err(|e| {
+        ProjectError::WrongKind(format!(
+            "monitor `{}`, window {}: unreadable rows taken: {e}",
+            w.monitor, w.seq
+        ))
     })
 }
 
-/// The rows of the time window the row at `pos` falls in (windows aligned
-/// to multiples of `span` µs): rows in log order until one falls in a later
-/// window; `None` while the window may still grow.
-fn take_time_window(
-    segments: &[Segment],
-    pos: &LogPosition,
-    span: i64,
-    now_ms: i64,
-) -> Option<WindowRows> {
-    let (mut i, mut off) = locate(segments, pos);
-    while i < segments.len() && off >= segments[i].batch.num_rows() {
-        i += 1;
-        off = 0;
-    }
-    if i >= segments.len() {
+/// The next `n` rows no window took, in log order (`next` holds each
+/// segment's first untaken row and moves past what is taken), or `None`
+/// (taking nothing) when fewer are there.
+fn take_rows(segments: &[Segment], next: &mut [usize], n: usize) -> Option<WindowRows> {
+    let available: usize = segments
+        .iter()
+        .zip(next.iter())
+        .map(|(s, &o)| s.batch.num_rows() - o)
+        .sum();
+    if n == 0 || available < n {
         return None;
     }
+    let mut pieces = Vec::new();
+    let mut left = n;
+    for (i, s) in segments.iter().enumerate() {
+        let free = s.batch.num_rows() - next[i];
+        if free == 0 {
+            continue;
+        }
+        let take = left.min(free);
+        pieces.push((i, next[i], take));
+        next[i] += take;
+        left -= take;
+        if left == 0 {
+            break;
+        }
+    }
+    Some(WindowRows { pieces, rows: n })
+}
+
+/// The rows of the earliest untaken time window (windows aligned to
+/// multiples of `span` µs), once the window ended more than `settle` ago, so
+/// rows still in a model server's buffer have landed: from every segment,
+/// its untaken rows before the window's end (a segment's rows are in time
+/// order). `None` while the earliest window may still grow.
+fn take_time_window(
+    segments: &[Segment],
+    next: &mut [usize],
+    span: i64,
+    now_ms: i64,
+    settle: Duration,
+) -> Option<WindowRows> {
     let time = |s: &Segment, r: usize| -> i64 {
         s.batch
             .column_by_name("time")
@@ -698,49 +720,31 @@ fn take_time_window(
             })
             .unwrap_or(0)
     };
-    let first = time(&segments[i], off);
+    let first = segments
+        .iter()
+        .zip(next.iter())
+        .filter(|(s, o)| **o < s.batch.num_rows())
+        .map(|(s, &o)| time(s, o))
+        .min()?;
     let end = (first.div_euclid(span) + 1) * span;
-    let start = at(&segments[i], off);
+    if now_ms.saturating_mul(1000) <= end + settle.as_micros() as i64 {
+        return None;
+    }
     let mut pieces = Vec::new();
     let mut rows = 0;
-    while i < segments.len() {
-        let s = &segments[i];
-        let from = off;
-        while off < s.batch.num_rows() && time(s, off) < end {
-            off += 1;
+    for (i, s) in segments.iter().enumerate() {
+        let from = next[i];
+        let mut to = from;
+        while to < s.batch.num_rows() && time(s, to) < end {
+            to += 1;
         }
-        if off > from {
-            pieces.push((i, from, off - from));
-            rows += off - from;
+        if to > from {
+            pieces.push((i, from, to - from));
+            rows += to - from;
+            next[i] = to;
         }
-        if off < s.batch.num_rows() {
-            // A row of a later window: this one is complete.
-            return Some(WindowRows {
-                pieces,
-                rows,
-                start,
-                end: at(s, off),
-            });
-        }
-        i += 1;
-        off = 0;
     }
-    // No later row yet: close once the window is well past.
-    let last = segments.len() - 1;
-    (now_ms * 1000 > end + TIME_WINDOW_GRACE.as_micros() as i64).then(|| WindowRows {
-        pieces,
-        rows,
-        start,
-        end: at(&segments[last], segments[last].batch.num_rows()),
-    })
-}
-
-fn at(s: &Segment, offset: usize) -> LogPosition {
-    LogPosition {
-        created_at: s.created_at,
-        object: s.meta.object.clone(),
-        offset,
-    }
+    Some(WindowRows { pieces, rows })
 }
 
 struct WindowContext<'a> {
@@ -818,11 +822,15 @@ impl WindowContext<'_> {
         if let Some(p) = self.profiles.get(&key) {
             return Ok(p.clone());
         }
-        let p = self
-            .project
-            .served_profile(&key.0, &key.1)
-            .await?
-            .map(Arc::new);
+        // A profile that cannot be read leaves drift unmeasured; it must
+        // not stop the monitor's other rules.
+        let p = match self.project.served_profile(&key.0, &key.1).await {
+            Ok(p) => p.map(Arc::new),
+            Err(e) => {
+                tracing::warn!("{}@{}: no reference profile: {e}", key.0, key.1);
+                None
+            }
+        };
         self.profiles.insert(key, p.clone());
         Ok(p)
     }
@@ -939,9 +947,22 @@ impl WindowContext<'_> {
         m.extend(self.serving_metrics(start_ms, end_ms).await?);
         // Labels.
         m.extend(self.label_metrics(rows).await);
+        let pieces: Vec<Piece> = rows
+            .pieces
+            .iter()
+            .map(|&(i, offset, len)| Piece {
+                object: self.segments[i].meta.object.clone(),
+                offset,
+                len,
+            })
+            .collect();
+        let end_key = pieces.last().map_or(
+            Value::Null,
+            |p| json!({"object": p.object, "offset": p.offset + p.len}),
+        );
         detail.insert(
-            "start".into(),
-            serde_json::to_value(&rows.start).expect("serialises"),
+            "pieces".into(),
+            serde_json::to_value(&pieces).expect("serialises"),
         );
         Ok(MonitorWindow {
             monitor: monitor.to_string(),
@@ -949,7 +970,7 @@ impl WindowContext<'_> {
             deployment: self.deployment.to_string(),
             start_time: start_ms,
             end_time: end_ms,
-            end_key: serde_json::to_value(&rows.end).expect("serialises"),
+            end_key,
             rows: rows.rows as i64,
             labels: m.get("labels").and_then(Value::as_i64).unwrap_or(0),
             r#final: now >= end_ms + label_delay,
@@ -960,13 +981,29 @@ impl WindowContext<'_> {
 
     /// Error rate, CPU and memory from the server's samples in the window.
     async fn serving_metrics(&self, from: i64, to: i64) -> Result<Map<String, Value>> {
-        let samples = self
+        // Samples come every 5 s: take those around the window too, so a
+        // short window is bracketed by the one before and the one after.
+        let margin = 10_000;
+        let all = self
             .project
             .meta
-            .serving_samples(self.deployment, from, to)
+            .serving_samples(self.deployment, from - margin, to + margin)
             .await?;
+        let mut samples: Vec<&kiln_store::ServingSample> = Vec::new();
+        let mut by: HashMap<&str, Vec<&kiln_store::ServingSample>> = HashMap::new();
+        for s in &all {
+            by.entry(&s.instance).or_default().push(s);
+        }
+        for list in by.values() {
+            let before = list.iter().rposition(|s| s.at <= from).unwrap_or(0);
+            let after = list
+                .iter()
+                .position(|s| s.at >= to)
+                .unwrap_or(list.len() - 1);
+            samples.extend(&list[before..=after.max(before)]);
+        }
         let mut by_instance: HashMap<&str, Vec<&kiln_store::ServingSample>> = HashMap::new();
-        for s in &samples {
+        for s in samples {
             by_instance.entry(&s.instance).or_default().push(s);
         }
         let (mut req, mut err, mut cpu, mut span) = (0i64, 0i64, 0i64, 0i64);
@@ -1006,8 +1043,12 @@ impl WindowContext<'_> {
             else {
                 continue;
             };
-            let ids = ids.as_string::<i32>();
-            let rs = rs.as_primitive::<UInt32Type>();
+            let (Some(ids), Some(rs)) = (
+                ids.as_string_opt::<i32>(),
+                rs.as_primitive_opt::<UInt32Type>(),
+            ) else {
+                continue;
+            };
             for r in off..off + len {
                 if let Some(l) = self
                     .labels
@@ -1035,7 +1076,7 @@ impl WindowContext<'_> {
                 let pred = self.segments[i]
                     .batch
                     .column_by_name("prediction")
-                    .map(|c| c.as_primitive::<Float64Type>().value(r));
+                    .and_then(|c| Some(c.as_primitive_opt::<Float64Type>()?.value(r)));
                 if let (Some(pred), Some(y_)) = (pred, label_number(l)) {
                     y.push(y_);
                     p.push(pred);
@@ -1054,11 +1095,16 @@ impl WindowContext<'_> {
         let (mut y, mut prob) = (Vec::new(), Vec::new());
         for &(i, r, l) in &labelled {
             let b = &self.segments[i].batch;
-            let Some(pred) = b.column_by_name("prediction") else {
+            // A window may span an alias moved to a model of another task:
+            // rows whose prediction is not a class are left out.
+            let Some(pred) = b
+                .column_by_name("prediction")
+                .and_then(|c| c.as_string_opt::<i32>())
+            else {
                 continue;
             };
             let truth = label_text(l);
-            if pred.as_string::<i32>().value(r) == truth {
+            if pred.value(r) == truth {
                 right += 1;
             }
             let schema = b.schema();
@@ -1067,9 +1113,11 @@ impl WindowContext<'_> {
                 .iter()
                 .enumerate()
                 .filter_map(|(ci, f)| {
-                    f.name()
-                        .strip_prefix("prob.")
-                        .map(|class| (class, b.column(ci).as_primitive::<Float64Type>().value(r)))
+                    let class = f.name().strip_prefix("prob.")?;
+                    Some((
+                        class,
+                        b.column(ci).as_primitive_opt::<Float64Type>()?.value(r),
+                    ))
                 })
                 .collect();
             if probs.len() == 2 {
@@ -1281,4 +1329,88 @@ async fn deliver(url: &str, event: &Value) -> std::result::Result<u16, String> {
         }
     }
     Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::TimestampMicrosecondArray;
+
+    fn segment(object: &str, times_ms: &[i64]) -> Segment {
+        let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+            "time",
+            arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, None),
+            false,
+        )]));
+        let times =
+            TimestampMicrosecondArray::from(times_ms.iter().map(|t| t * 1000).collect::<Vec<_>>());
+        Segment {
+            meta: PredictionSegment {
+                deployment: "d".into(),
+                hour: "h".into(),
+                model: "m".into(),
+                version: "1".into(),
+                role: "answer".into(),
+                object: object.into(),
+                rows: times_ms.len() as i64,
+                first_time: 0,
+                last_time: 0,
+            },
+            batch: RecordBatch::try_new(schema, vec![Arc::new(times)]).unwrap(),
+        }
+    }
+
+    #[test]
+    fn row_windows_take_untaken_rows_across_segments_and_never_a_partial_window() {
+        let segs = vec![segment("a", &[1, 2, 3]), segment("b", &[4, 5, 6, 7])];
+        // Two rows of `a` were taken by an earlier window.
+        let mut next = vec![2, 0];
+        let w = take_rows(&segs, &mut next, 4).unwrap();
+        assert_eq!(w.pieces, vec![(0, 2, 1), (1, 0, 3)]);
+        assert_eq!(next, vec![3, 3]);
+        // One row is left: no window, and nothing is taken.
+        assert!(take_rows(&segs, &mut next, 2).is_none());
+        assert_eq!(next, vec![3, 3]);
+    }
+
+    #[test]
+    fn a_late_segment_is_taken_by_the_next_window_without_losing_rows() {
+        // `late` was recorded after windows took all of `a`, with an older
+        // timestamp of creation; the ledger still has it untaken.
+        let segs = vec![segment("late", &[1, 2]), segment("a", &[3, 4])];
+        let mut next = vec![0, 2];
+        let w = take_rows(&segs, &mut next, 2).unwrap();
+        assert_eq!(w.pieces, vec![(0, 0, 2)]);
+        assert_eq!(next, vec![2, 2]);
+    }
+
+    #[test]
+    fn time_windows_wait_for_the_settle_and_take_each_segments_rows_before_the_end() {
+        // Two servers' segments, interleaved in time; windows of 1 s.
+        let segs = vec![
+            segment("a", &[100, 900, 1_100, 2_500]),
+            segment("b", &[500, 1_200, 1_900]),
+        ];
+        let mut next = vec![0, 0];
+        let settle = Duration::from_millis(200);
+        // At 1.1 s the first window (0–1 s) is still settling.
+        assert!(take_time_window(&segs, &mut next, 1_000_000, 1_100, settle).is_none());
+        let w = take_time_window(&segs, &mut next, 1_000_000, 1_300, settle).unwrap();
+        assert_eq!((w.pieces.clone(), w.rows), (vec![(0, 0, 2), (1, 0, 1)], 3));
+        // The 1–2 s window: a's 1.1 s row and b's 1.2 s and 1.9 s rows.
+        let w = take_time_window(&segs, &mut next, 1_000_000, 2_300, settle).unwrap();
+        assert_eq!((w.pieces.clone(), w.rows), (vec![(0, 2, 1), (1, 1, 2)], 3));
+        // The 2–3 s window has not ended.
+        assert!(take_time_window(&segs, &mut next, 1_000_000, 2_900, settle).is_none());
+        assert_eq!(next, vec![3, 3]);
+    }
+
+    #[test]
+    fn rule_metrics_are_checked_by_name() {
+        assert!(known_metric("accuracy"));
+        assert!(known_metric("psi.age"));
+        assert!(known_metric("drift.share"));
+        assert!(!known_metric("acuracy"));
+        assert!(!known_metric("psi."));
+    }
 }

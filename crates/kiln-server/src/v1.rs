@@ -308,10 +308,18 @@ async fn monitors(State(s): State<AppState>) -> VResult {
     let mut items = Vec::new();
     for (name, cfg) in &s.project.config.monitors {
         let windows = s.meta().monitor_windows(name, 0).await?;
+        // Webhook URLs often carry a token: readers see only where they go.
+        let mut shown = cfg.clone();
+        for w in &mut shown.webhooks {
+            *w = match url::Url::parse(w) {
+                Ok(u) => format!("{}://{}/…", u.scheme(), u.host_str().unwrap_or("?")),
+                Err(_) => "…".into(),
+            };
+        }
         items.push(json!({
             "name": name,
             "deployment": cfg.deployment,
-            "config": cfg,
+            "config": shown,
             "windows": windows.len(),
             "latest": windows.last(),
         }));

@@ -12,8 +12,8 @@ CREATE TABLE monitor_windows (
     deployment TEXT NOT NULL,
     start_time BIGINT NOT NULL,
     end_time   BIGINT NOT NULL,
-    -- Where the next window starts: the last row's time (µs), request id
-    -- and row, as JSON.
+    -- The last piece of the log the window took: {object, offset} as JSON
+    -- (every piece is in detail.pieces).
     end_key    TEXT NOT NULL,
     rows       BIGINT NOT NULL,
     labels     BIGINT NOT NULL,
@@ -21,7 +21,7 @@ CREATE TABLE monitor_windows (
     final      BIGINT NOT NULL,
     -- JSON: metric name → value.
     metrics    TEXT NOT NULL,
-    -- JSON: per-column drift and histograms, for reports.
+    -- JSON: the pieces of the log it took, per-column drift and histograms.
     detail     TEXT NOT NULL,
     updated_at BIGINT NOT NULL,
     PRIMARY KEY (project_id, monitor, seq)
@@ -45,6 +45,9 @@ CREATE TABLE alerts (
     PRIMARY KEY (project_id, id)
 );
 CREATE INDEX alerts_by_rule ON alerts (project_id, monitor, rule, state);
+-- Two monitor runs at once cannot both fire the same rule.
+CREATE UNIQUE INDEX alerts_one_firing ON alerts (project_id, monitor, rule)
+    WHERE state = 'firing';
 
 CREATE TABLE alert_events (
     project_id TEXT NOT NULL REFERENCES projects (id),

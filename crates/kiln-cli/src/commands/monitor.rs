@@ -103,10 +103,18 @@ pub async fn run_monitors(
             );
         }
     }
+    // One monitor failing does not keep the others from running.
     let mut runs = Vec::new();
+    let mut failed = Vec::new();
     for (name, cfg) in declared {
         if names.is_empty() || names.contains(name) {
-            runs.push(project.run_monitor(name, cfg).await?);
+            match project.run_monitor(name, cfg).await {
+                Ok(r) => runs.push(r),
+                Err(e) => {
+                    p.note(format!("error: monitor `{name}`: {e}"));
+                    failed.push(name.clone());
+                }
+            }
         }
     }
     let firing = project.meta.alerts(Some("firing"), 1000).await?;
@@ -154,6 +162,9 @@ pub async fn run_monitors(
             }
         }
         print_alerts(&firing);
+    }
+    if !failed.is_empty() {
+        bail!("{} monitor(s) failed: {}", failed.len(), failed.join(", "));
     }
     Ok(if firing.is_empty() {
         ExitStatus::Success

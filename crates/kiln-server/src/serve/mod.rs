@@ -379,7 +379,7 @@ pub async fn serve_until(
     let _ = sampler.await;
     // A last sample, so monitors see the counters at the end; then the
     // state goes, with the last logger clone, so the log's writer can end.
-    sample(&sampled, &instance).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), sample(&sampled, &instance)).await;
     drop(sampled);
     // The router (and every logger clone) is gone: the writer drains and ends.
     let _ = log_task.await;

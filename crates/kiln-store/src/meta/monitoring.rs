@@ -337,7 +337,7 @@ impl MetaStore {
     pub async fn alert_events(&self, alert_id: &str) -> Result<Vec<AlertEvent>> {
         let rows = sqlx::query(
             "SELECT alert_id, at, kind, outcome, detail FROM alert_events \
-             WHERE project_id = $1 AND alert_id = $2 ORDER BY at",
+             WHERE project_id = $1 AND alert_id = $2 ORDER BY at, kind",
         )
         .bind(&self.project_id)
         .bind(alert_id)
