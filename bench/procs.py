@@ -77,3 +77,14 @@ def machine():
         pass
     return {"nproc": os.cpu_count(), "cpu": model, "memory": mem, "platform": platform.platform(),
             "python": platform.python_version()}
+
+
+def times(r):
+    """A ratio for the table: whole above 100, two significant digits below 1."""
+    if not r:
+        return "—"
+    if r >= 100:
+        return f"{r:,.0f}×"
+    if r >= 1:
+        return f"{r:.1f}×"
+    return f"{r:.2g}×"

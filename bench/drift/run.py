@@ -28,6 +28,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import procs  # noqa: E402
 from procs import machine, tail, tree_pids  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -212,14 +213,7 @@ def run_side(side, a, data, truth, work):
             "verdict": score({"columns": cols}, truth), "output": result, "columns": cols}
 
 
-def fmt_ratio(r):
-    if not r:
-        return "—"
-    if r >= 100:
-        return f"{r:,.0f}×"
-    if r >= 1:
-        return f"{r:.1f}×"
-    return f"{r:.2g}×"
+fmt_ratio = procs.times
 
 
 def ratio(x, y):

@@ -377,15 +377,7 @@ def machine():
     return {**procs.machine(), "wrk": wrk_v.strip()}
 
 
-def times(r):
-    """A ratio for the table: whole above 100, two significant digits below 1."""
-    if not r:
-        return "—"
-    if r >= 100:
-        return f"{r:,.0f}×"
-    if r >= 1:
-        return f"{r:.1f}×"
-    return f"{r:.2g}×"
+times = procs.times
 
 
 def report(a, sides, expected):

@@ -328,6 +328,22 @@ fn stream(seed: u64, n: usize, drift_at: usize, flip_at: usize) -> Vec<(Value, i
         .collect()
 }
 
+/// A project's run of a model trained (one trial) on `n` rows of the
+/// stream before any drift.
+fn trained_run(p: &Project, n: usize) -> String {
+    p.write(
+        "train.csv",
+        stream_csv(&stream(5, n, usize::MAX, usize::MAX)),
+    );
+    p.kiln(&["data", "add", "s", "train.csv", "-q"]).ok();
+    p.kiln(&["train", "s", "--target", "y", "--trials", "1", "--json"])
+        .ok()
+        .json()["model"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn stream_csv(rows: &[(Value, i64)]) -> String {
     let mut s = String::from("x1,x2,x3,g,y\n");
     for (r, y) in rows {
@@ -667,16 +683,7 @@ monitors:
 #[tokio::test(flavor = "multi_thread")]
 async fn time_windows_close_after_their_end_and_the_settle() {
     let p = Project::new();
-    let train = stream(5, 500, usize::MAX, usize::MAX);
-    p.write("train.csv", stream_csv(&train));
-    p.kiln(&["data", "add", "s", "train.csv", "-q"]).ok();
-    let run = p
-        .kiln(&["train", "s", "--target", "y", "--trials", "1", "--json"])
-        .ok()
-        .json()["model"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run = trained_run(&p, 500);
     p.set_config(&format!(
         "{}
 monitors:
@@ -744,16 +751,7 @@ monitors:
 #[tokio::test(flavor = "multi_thread")]
 async fn kiln_server_runs_monitors_and_an_unreachable_webhook_is_recorded_as_failed() {
     let p = Project::new();
-    let train = stream(5, 300, usize::MAX, usize::MAX);
-    p.write("train.csv", stream_csv(&train));
-    p.kiln(&["data", "add", "s", "train.csv", "-q"]).ok();
-    let run = p
-        .kiln(&["train", "s", "--target", "y", "--trials", "1", "--json"])
-        .ok()
-        .json()["model"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run = trained_run(&p, 300);
     // A port nothing listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = format!("http://{}/hook", closed.local_addr().unwrap());
