@@ -214,9 +214,9 @@ impl ColumnProfile {
     pub fn from_values(name: &str, values: Values, limit: Option<usize>) -> ColumnProfile {
         match values {
             Values::Numeric { mut values, nulls } => {
-                // A radix sort (radsort): about 3× `sort_unstable_by(f64::
-                // total_cmp)` on a million floats, and sorting is most of
-                // the cost of an exact comparison.
+                // A radix sort (radsort): faster than a comparison sort on
+                // a million floats (BENCHMARKS.md, drift), and sorting is
+                // most of the cost of an exact comparison.
                 radsort::sort(&mut values);
                 let count = values.len();
                 let (mean, std) = mean_std(&values);
@@ -295,25 +295,32 @@ fn thin(values: &[f64], k: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Mean and population standard deviation of finite values, in two passes,
-/// scaled by the largest magnitude so that values near `f64::MAX` do not
-/// overflow to infinity (which JSON could not store).
+/// Mean and population standard deviation of sorted finite values, in two
+/// passes, scaled by the largest magnitude when squares could overflow, so
+/// values near `f64::MAX` do not give infinity (which JSON could not store).
 fn mean_std(values: &[f64]) -> (f64, f64) {
     if values.is_empty() {
         return (0.0, 0.0);
     }
     let n = values.len() as f64;
-    let scale = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    // Sorted values: the largest magnitude is at one end.
+    let scale = values[0].abs().max(values[values.len() - 1].abs());
     if scale == 0.0 {
         return (0.0, 0.0);
     }
-    let mean = values.iter().map(|v| v / scale).sum::<f64>() / n;
+    // Scale only when squares could overflow; multiplying keeps it cheap.
+    let (k, inv) = if scale > 1e150 {
+        (scale, 1.0 / scale)
+    } else {
+        (1.0, 1.0)
+    };
+    let mean = values.iter().map(|v| v * inv).sum::<f64>() / n;
     let var = values
         .iter()
-        .map(|v| (v / scale - mean) * (v / scale - mean))
+        .map(|v| (v * inv - mean) * (v * inv - mean))
         .sum::<f64>()
         / n;
-    (mean * scale, var.sqrt() * scale)
+    (mean * k, var.sqrt() * k)
 }
 
 /// The reference profile of a model version: every input column's profile
