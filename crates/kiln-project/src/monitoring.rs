@@ -49,6 +49,9 @@ pub const DEFAULT_SETTLE: Duration = Duration::from_secs(90);
 /// Rows of the training table the prediction profile and the outlier
 /// threshold are computed on, at most.
 const PROFILE_SAMPLE_ROWS: usize = 100_000;
+/// Labelled rows a window needs before its label metrics (accuracy, AUC,
+/// errors) are computed.
+pub const MIN_LABELS: usize = 30;
 /// Metrics computed on labels: evaluated only once a window is final.
 const LABEL_METRICS: &[&str] = &[
     "labels",
@@ -87,7 +90,10 @@ pub const METRICS: &[(&str, &str)] = &[
     ("latency.p50", "median latency, ms"),
     ("latency.p95", "95th percentile latency, ms"),
     ("latency.p99", "99th percentile latency, ms"),
-    ("labels", "rows with a label fed back"),
+    (
+        "labels",
+        "rows with a label fed back (label metrics need at least 30)",
+    ),
     ("label.coverage", "share of rows with a label"),
     ("accuracy", "share of labelled rows predicted right"),
     ("error_rate", "1 − accuracy"),
@@ -1063,7 +1069,9 @@ impl WindowContext<'_> {
             "label.coverage".into(),
             json!(labelled.len() as f64 / rows.rows.max(1) as f64),
         );
-        if labelled.is_empty() {
+        // Accuracy on a handful of labels is noise, and alerting on it
+        // would be too.
+        if labelled.len() < MIN_LABELS {
             return m;
         }
         let first = &self.segments[labelled[0].0].batch;
