@@ -62,7 +62,8 @@ pub fn parse_threshold_objective(s: &str) -> Result<ThresholdObjective, MlError>
     })
 }
 
-fn take(p: &Predictions, rows: &[usize]) -> Predictions {
+/// The predictions of `rows` only, in that order.
+pub fn take(p: &Predictions, rows: &[usize]) -> Predictions {
     match p {
         Predictions::Binary(v) => Predictions::Binary(rows.iter().map(|&r| v[r]).collect()),
         Predictions::Regression(v) => Predictions::Regression(rows.iter().map(|&r| v[r]).collect()),
@@ -74,6 +75,40 @@ fn take(p: &Predictions, rows: &[usize]) -> Predictions {
             n_classes: *n_classes,
         },
     }
+}
+
+/// The rows of `batches` (the table `model` was trained on) that it held out
+/// as its test set, or `None` when it held out none.
+pub fn test_rows(model: &Model, batches: &[RecordBatch]) -> Result<Option<Vec<usize>>, MlError> {
+    let batches = preprocess::canonicalize(batches)?;
+    let labels = model.target.labels(&batches)?;
+    Ok(held_out(model, &batches, &labels)?.map(|(rows, _)| rows))
+}
+
+/// Held-out rows: their row numbers in the table, and their places among
+/// the labelled rows.
+type HeldOut = (Vec<usize>, Vec<usize>);
+
+/// The rows `model` held out, if any.
+fn held_out(
+    model: &Model,
+    batches: &[RecordBatch],
+    labels: &preprocess::Labels,
+) -> Result<Option<HeldOut>, MlError> {
+    if model.training.test_rows == 0 {
+        return Ok(None);
+    }
+    let strategy: SplitStrategy = model.training.split.parse()?;
+    let split = holdout(
+        batches,
+        &model.target,
+        labels,
+        &strategy,
+        model.training.test_fraction,
+        model.training.seed,
+    )?;
+    let rows = split.test.iter().map(|&i| labels.rows[i]).collect();
+    Ok(Some((rows, split.test)))
 }
 
 /// Scores `model` on `batches`. With `holdout`, only the test rows the
@@ -89,23 +124,13 @@ pub fn evaluate(
     let labels = model.target.labels(&batches)?;
     let scored = model.predict(&batches)?;
     let (rows, target) = if holdout_only {
-        if model.training.test_rows == 0 {
+        let Some((rows, test)) = held_out(model, &batches, &labels)? else {
             return Err(MlError::Invalid {
                 what: "--holdout".into(),
                 why: "the model held out no test rows (it was trained with --test-fraction 0); evaluate it on a test table instead".into(),
             });
-        }
-        let strategy: SplitStrategy = model.training.split.parse()?;
-        let split = holdout(
-            &batches,
-            &model.target,
-            &labels,
-            &strategy,
-            model.training.test_fraction,
-            model.training.seed,
-        )?;
-        let rows: Vec<usize> = split.test.iter().map(|&i| labels.rows[i]).collect();
-        (rows, labels.target.take(&split.test))
+        };
+        (rows, labels.target.take(&test))
     } else {
         (labels.rows.clone(), labels.target.clone())
     };

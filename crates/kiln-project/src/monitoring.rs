@@ -160,23 +160,33 @@ pub fn training_profile(model: &Model, batches: &[RecordBatch], source: &str) ->
             Some(profile::POINTS),
         ));
     }
-    // The prediction's distribution, on an evenly spread sample of rows.
-    let sample: Vec<RecordBatch> = if stride == 1 {
-        batches.to_vec()
-    } else {
-        batches
-            .iter()
-            .map(|b| {
-                let idx = arrow_array::UInt32Array::from_iter_values(
-                    (0..b.num_rows() as u32).step_by(stride),
-                );
-                arrow_select_take(b, &idx)
-            })
-            .collect::<Result<_>>()?
-    };
-    let prediction = match model.predict(&sample) {
-        Ok(scored) => Some(prediction_profile(model, &scored.predictions)),
-        Err(_) => None,
+    // The prediction's distribution on the rows the model held out (what it
+    // predicts on data it did not learn from, as in serving); without a
+    // test set, on an evenly spread sample of the rows.
+    let held_out = kiln_ml::evaluate::test_rows(model, batches).ok().flatten();
+    let prediction = match held_out {
+        Some(rows) if !rows.is_empty() => model.predict(batches).ok().map(|scored| {
+            prediction_profile(model, &kiln_ml::evaluate::take(&scored.predictions, &rows))
+        }),
+        _ => {
+            let sample: Vec<RecordBatch> = if stride == 1 {
+                batches.to_vec()
+            } else {
+                batches
+                    .iter()
+                    .map(|b| {
+                        let idx = arrow_array::UInt32Array::from_iter_values(
+                            (0..b.num_rows() as u32).step_by(stride),
+                        );
+                        arrow_select_take(b, &idx)
+                    })
+                    .collect::<Result<_>>()?
+            };
+            model
+                .predict(&sample)
+                .ok()
+                .map(|scored| prediction_profile(model, &scored.predictions))
+        }
     };
     let outliers = if numeric.is_empty() {
         None
