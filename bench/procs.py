@@ -88,3 +88,20 @@ def times(r):
     if r >= 1:
         return f"{r:.1f}×"
     return f"{r:.2g}×"
+
+
+def stop_group(proc):
+    """Stops a server started in its own process group: SIGTERM, then
+    SIGKILL after 30 s."""
+    import signal
+    import subprocess
+    if proc and proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        except (subprocess.TimeoutExpired, ProcessLookupError):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()

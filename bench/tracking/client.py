@@ -16,8 +16,6 @@ import json
 import os
 import platform
 import random
-import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -37,6 +35,7 @@ from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import procs  # noqa: E402
 from procs import free_port, tail, tree_cpu_s, tree_pids  # noqa: E402
 
 N_CREATE = 200
@@ -132,16 +131,7 @@ class Server:
         return took
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=30)
-            except (subprocess.TimeoutExpired, ProcessLookupError):
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait()
+        procs.stop_group(self.proc)
 
 
 

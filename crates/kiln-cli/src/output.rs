@@ -113,6 +113,13 @@ pub fn table(header: &[&str]) -> Table {
     t
 }
 
+/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
+pub fn when(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
 /// `1234567` as `1,234,567`.
 pub fn thousands(n: impl Into<i128>) -> String {
     let n: i128 = n.into();

@@ -345,13 +345,6 @@ pub struct Profile {
     pub outliers: Option<crate::iforest::IsolationForest>,
 }
 
-impl Profile {
-    /// The profile of the column called `name`.
-    pub fn column(&self, name: &str) -> Option<&ColumnProfile> {
-        self.columns.iter().find(|c| c.name == name)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -91,11 +91,6 @@ impl Table {
         }
     }
 
-    /// What the table is called in reports.
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-
     /// Rows.
     pub fn rows(&self) -> u64 {
         self.rows

@@ -163,31 +163,15 @@ pub fn training_profile(model: &Model, batches: &[RecordBatch], source: &str) ->
     // The prediction's distribution on the rows the model held out (what it
     // predicts on data it did not learn from, as in serving); without a
     // test set, on an evenly spread sample of the rows.
-    let held_out = kiln_ml::evaluate::test_rows(model, batches).ok().flatten();
-    let prediction = match held_out {
-        Some(rows) if !rows.is_empty() => model.predict(batches).ok().map(|scored| {
-            prediction_profile(model, &kiln_ml::evaluate::take(&scored.predictions, &rows))
-        }),
-        _ => {
-            let sample: Vec<RecordBatch> = if stride == 1 {
-                batches.to_vec()
-            } else {
-                batches
-                    .iter()
-                    .map(|b| {
-                        let idx = arrow_array::UInt32Array::from_iter_values(
-                            (0..b.num_rows() as u32).step_by(stride),
-                        );
-                        arrow_select_take(b, &idx)
-                    })
-                    .collect::<Result<_>>()?
-            };
-            model
-                .predict(&sample)
-                .ok()
-                .map(|scored| prediction_profile(model, &scored.predictions))
-        }
+    let mut picked = match kiln_ml::evaluate::test_rows(model, batches) {
+        Ok(Some(held_out)) if !held_out.is_empty() => held_out,
+        _ => (0..rows).step_by(stride).collect(),
     };
+    picked.sort_unstable();
+    let prediction = model
+        .predict(&take_table_rows(batches, &picked)?)
+        .ok()
+        .map(|scored| prediction_profile(model, &scored.predictions));
     let outliers = if numeric.is_empty() {
         None
     } else {
@@ -203,6 +187,25 @@ pub fn training_profile(model: &Model, batches: &[RecordBatch], source: &str) ->
         prediction,
         outliers,
     })
+}
+
+/// The rows `sorted` (row numbers across all batches, ascending) of a table.
+fn take_table_rows(batches: &[RecordBatch], sorted: &[usize]) -> Result<Vec<RecordBatch>> {
+    let mut out = Vec::with_capacity(batches.len());
+    let (mut start, mut k) = (0usize, 0usize);
+    for b in batches {
+        let end = start + b.num_rows();
+        let mut idx = Vec::new();
+        while k < sorted.len() && sorted[k] < end {
+            idx.push((sorted[k] - start) as u32);
+            k += 1;
+        }
+        if !idx.is_empty() {
+            out.push(arrow_select_take(b, &arrow_array::UInt32Array::from(idx))?);
+        }
+        start = end;
+    }
+    Ok(out)
 }
 
 fn arrow_select_take(b: &RecordBatch, idx: &arrow_array::UInt32Array) -> Result<RecordBatch> {
@@ -284,6 +287,21 @@ pub struct Piece {
 struct Segment {
     meta: PredictionSegment,
     batch: RecordBatch,
+    /// Each row's `time` (µs), read once.
+    times: Vec<i64>,
+}
+
+impl Segment {
+    fn new(meta: PredictionSegment, batch: RecordBatch) -> Segment {
+        let times = batch
+            .column_by_name("time")
+            .and_then(|c| {
+                c.as_primitive_opt::<arrow_array::types::TimestampMicrosecondType>()
+                    .map(|t| t.values().to_vec())
+            })
+            .unwrap_or_else(|| vec![0; batch.num_rows()]);
+        Segment { meta, batch, times }
+    }
 }
 
 /// A window's rows: `(segment index, offset, rows)` pieces, in log order.
@@ -642,7 +660,7 @@ impl Project {
                 _ => arrow_select::concat::concat_batches(&batches[0].schema(), &batches)
                     .map_err(|e| ProjectError::WrongKind(format!("prediction segment: {e}")))?,
             };
-            out.push(Segment { meta, batch });
+            out.push(Segment::new(meta, batch));
         }
         Ok(out)
     }
@@ -727,15 +745,7 @@ fn take_time_window(
     now_ms: i64,
     settle: Duration,
 ) -> Option<WindowRows> {
-    let time = |s: &Segment, r: usize| -> i64 {
-        s.batch
-            .column_by_name("time")
-            .map(|c| {
-                c.as_primitive::<arrow_array::types::TimestampMicrosecondType>()
-                    .value(r)
-            })
-            .unwrap_or(0)
-    };
+    let time = |s: &Segment, r: usize| s.times[r];
     let first = segments
         .iter()
         .zip(next.iter())
@@ -860,17 +870,12 @@ impl WindowContext<'_> {
         now: i64,
         label_delay: i64,
     ) -> Result<MonitorWindow> {
-        let times: Vec<i64> = self
-            .arrays(rows, "time")
+        let times = rows
+            .pieces
             .iter()
-            .flat_map(|a| {
-                a.as_primitive::<arrow_array::types::TimestampMicrosecondType>()
-                    .values()
-                    .to_vec()
-            })
-            .collect();
-        let start_us = times.iter().copied().min().unwrap_or(0);
-        let end_us = times.iter().copied().max().unwrap_or(0);
+            .flat_map(|&(i, off, len)| &self.segments[i].times[off..off + len]);
+        let start_us = times.clone().copied().min().unwrap_or(0);
+        let end_us = times.copied().max().unwrap_or(0);
         let mut m = Map::new();
         let mut detail = Map::new();
         m.insert("rows".into(), json!(rows.rows));
@@ -1109,6 +1114,27 @@ impl WindowContext<'_> {
             return m;
         }
         // Classification: right or wrong; binary also AUC, log loss, calibration.
+        // The positive (second) class's probability column of each segment.
+        let positives: Vec<Option<(String, &arrow_array::Float64Array)>> = self
+            .segments
+            .iter()
+            .map(|seg| {
+                let schema = seg.batch.schema();
+                let probs: Vec<(usize, String)> = schema
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(ci, f)| Some((ci, f.name().strip_prefix("prob.")?.to_string())))
+                    .collect();
+                match probs.as_slice() {
+                    [_, (ci, class)] => Some((
+                        class.clone(),
+                        seg.batch.column(*ci).as_primitive_opt::<Float64Type>()?,
+                    )),
+                    _ => None,
+                }
+            })
+            .collect();
         let mut right = 0usize;
         let (mut y, mut prob) = (Vec::new(), Vec::new());
         for &(i, r, l) in &labelled {
@@ -1125,22 +1151,9 @@ impl WindowContext<'_> {
             if pred.value(r) == truth {
                 right += 1;
             }
-            let schema = b.schema();
-            let probs: Vec<(&str, f64)> = schema
-                .fields()
-                .iter()
-                .enumerate()
-                .filter_map(|(ci, f)| {
-                    let class = f.name().strip_prefix("prob.")?;
-                    Some((
-                        class,
-                        b.column(ci).as_primitive_opt::<Float64Type>()?.value(r),
-                    ))
-                })
-                .collect();
-            if probs.len() == 2 {
-                y.push(truth == probs[1].0);
-                prob.push(probs[1].1);
+            if let Some((positive, p)) = &positives[i] {
+                y.push(truth == *positive);
+                prob.push(p.value(r));
             }
         }
         let acc = right as f64 / labelled.len() as f64;
@@ -1362,8 +1375,8 @@ mod tests {
         )]));
         let times =
             TimestampMicrosecondArray::from(times_ms.iter().map(|t| t * 1000).collect::<Vec<_>>());
-        Segment {
-            meta: PredictionSegment {
+        Segment::new(
+            PredictionSegment {
                 deployment: "d".into(),
                 hour: "h".into(),
                 model: "m".into(),
@@ -1374,8 +1387,8 @@ mod tests {
                 first_time: 0,
                 last_time: 0,
             },
-            batch: RecordBatch::try_new(schema, vec![Arc::new(times)]).unwrap(),
-        }
+            RecordBatch::try_new(schema, vec![Arc::new(times)]).unwrap(),
+        )
     }
 
     #[test]

@@ -78,12 +78,6 @@ fn metrics(p: Printer) {
     println!("{t}");
 }
 
-fn ms_time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_default()
-}
-
 pub async fn run_monitors(
     project: &Project,
     names: &[String],
@@ -187,7 +181,7 @@ fn print_alerts(alerts: &[kiln_store::Alert]) {
             a.severity.clone(),
             a.monitor.clone(),
             a.rule.clone(),
-            ms_time(a.started_at),
+            output::when(a.started_at),
             a.detail["message"].as_str().unwrap_or_default().to_string(),
         ]);
     }
@@ -268,7 +262,7 @@ pub async fn windows(
     for w in shown {
         t.add_row(vec![
             w.seq.to_string(),
-            ms_time(w.end_time),
+            output::when(w.end_time),
             output::thousands(w.rows),
             f(w, "drift.share")
                 .map(|v| format!("{:.0} %", v * 100.0))
@@ -369,7 +363,7 @@ pub async fn report(
                 rule: a.rule.clone(),
                 severity: a.severity.clone(),
                 state: a.state.clone(),
-                started: ms_time(a.started_at),
+                started: output::when(a.started_at),
                 message: a.detail["message"].as_str().unwrap_or_default().to_string(),
                 window: fired,
             });
@@ -404,7 +398,7 @@ pub async fn triggers(project: &Project, limit: i64, p: Printer) -> anyhow::Resu
                 x.id[..12].to_string(),
                 x.pipeline.clone(),
                 x.status.clone(),
-                ms_time(x.created_at),
+                output::when(x.created_at),
                 x.cause.clone(),
                 x.reason.clone(),
             ]);

@@ -8,13 +8,7 @@ use kiln_store::{Run, ViewType};
 
 use crate::ExitStatus;
 use crate::cli::{ExperimentsCommand, GcArgs, RunsCommand, RunsLsArgs, ServerArgs};
-use crate::output::{Printer, bytes, num, table, thousands};
-
-fn when(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_default()
-}
+use crate::output::{Printer, bytes, num, table, thousands, when};
 
 fn duration(ms: Option<i64>) -> String {
     match ms {
