@@ -7,7 +7,7 @@
 
 pub mod anomaly;
 pub mod drift;
-pub mod html;
+pub use kiln_html as html;
 pub mod iforest;
 pub mod profile;
 pub mod report;

@@ -16,6 +16,8 @@ pub(super) const LEAF: u8 = 1;
 pub(super) const DEFAULT_LEFT: u8 = 2;
 /// A categorical split: `threshold` is unused, the bitset is `bits[cat..cat + cat_words]`.
 pub(super) const CATEGORICAL: u8 = 4;
+/// [`Forest::add_tree`]'s mark for a file node no path reaches.
+pub(super) const UNPLACED: u32 = u32::MAX;
 /// Rows walked together by [`Forest::for_each_leaf`].
 pub(super) const BLOCK: usize = 32;
 
@@ -64,6 +66,10 @@ pub(super) struct Forest {
     pub roots: Vec<u32>,
     pub outputs: Vec<Output>,
     pub bits: Vec<u32>,
+    /// The training weight (row count or hessian cover) of each node, as
+    /// the file records it, for path-dependent TreeSHAP; empty when the
+    /// format records none, NaN for a node whose file entry is missing.
+    pub weights: Vec<f64>,
 }
 
 impl std::fmt::Debug for Forest {
@@ -97,13 +103,15 @@ impl Forest {
     /// Compiles one tree whose nodes are numbered `0..n` in the file, with
     /// `spec(i)` describing node `i`. A node reached from two parents is
     /// laid out once; a cycle or a child outside `0..n` is an error.
+    /// Returns where each file node went ([`UNPLACED`] for one no path
+    /// reaches), for [`Forest::set_weights`].
     pub fn add_tree(
         &mut self,
         n: usize,
         root: usize,
         mut spec: impl FnMut(usize) -> Result<Spec, String>,
-    ) -> Result<(), String> {
-        const UNSEEN: u32 = u32::MAX;
+    ) -> Result<Vec<u32>, String> {
+        const UNSEEN: u32 = UNPLACED;
         if root >= n {
             return Err(format!("a tree's root is node {root} of {n}"));
         }
@@ -197,7 +205,18 @@ impl Forest {
         }
         debug_assert!(self.nodes[first..].iter().all(|n| n.left != UNSEEN));
         self.roots.push(first as u32);
-        Ok(())
+        Ok(placed)
+    }
+
+    /// Records the weights of the nodes a tree's [`Forest::add_tree`]
+    /// placed: `weight(id)` for file node `id`.
+    pub fn set_weights(&mut self, placed: &[u32], weight: impl Fn(usize) -> f64) {
+        self.weights.resize(self.nodes.len(), f64::NAN);
+        for (id, &at) in placed.iter().enumerate() {
+            if at != UNPLACED {
+                self.weights[at as usize] = weight(id);
+            }
+        }
     }
 
     /// The leaf that `row` reaches in tree `tree`.

@@ -71,6 +71,41 @@ impl Rules for Lgbm {
 }
 
 impl Booster {
+    pub fn forest(&self) -> &Forest {
+        &self.forest
+    }
+
+    /// The output (class) tree `tree` adds to.
+    pub fn group(&self, tree: usize) -> usize {
+        tree % self.groups
+    }
+
+    pub fn groups(&self) -> usize {
+        self.groups
+    }
+
+    /// What raw scores are multiplied by (`average_output`: 1 / iterations).
+    pub fn scale(&self) -> f64 {
+        self.divide_by.map_or(1.0, |d| 1.0 / d)
+    }
+
+    /// What a raw score is, in words.
+    pub fn raw_name(&self) -> &'static str {
+        match self.transform {
+            Transform::Identity => "raw score (the prediction)",
+            Transform::Square => "raw score (the square root of the prediction)",
+            Transform::Exp => "raw score (the log of the prediction)",
+            Transform::Sigmoid(_) | Transform::SigmoidEach(_) => "raw score (log-odds)",
+            Transform::Softmax => "raw score (the class's softmax input)",
+        }
+    }
+
+    /// Whether `x` goes to the left child of node `node`.
+    #[inline]
+    pub fn goes_left(&self, node: &Node, x: f64) -> bool {
+        Lgbm::goes_left(node, x, &self.forest.bits)
+    }
+
     /// Scores rows of `width` values into `out` (one value per row, or one
     /// per class).
     pub fn predict(&self, x: &[f64], width: usize, out: &mut [f64]) {
@@ -325,15 +360,23 @@ fn add_tree(
     }
     // A tree's class is its position modulo the trees per iteration
     // (`Booster::predict`), so outputs carry no target.
+    // Row counts, for path-dependent TreeSHAP: absent from some writers'
+    // files, and then the model is explained against a background sample.
+    let leaf_count: Option<Vec<f64>> = get("leaf_count")
+        .and_then(|v| numbers("leaf_count", v).ok())
+        .filter(|c: &Vec<f64>| c.len() == leaves);
     if leaves == 1 {
-        return forest
+        let placed = forest
             .add_tree(1, 0, |_| {
                 Ok(Spec::Leaf(vec![Output {
                     target: 0,
                     value: leaf_value[0],
                 }]))
             })
-            .map_err(damaged);
+            .map_err(damaged)?;
+        let w = leaf_count.as_ref().map_or(f64::NAN, |c| c[0]);
+        forest.set_weights(&placed, |_| w);
+        return Ok(());
     }
     let splits = leaves - 1;
     let feature: Vec<u32> = numbers("split_feature", need("split_feature")?)?;
@@ -383,11 +426,14 @@ fn add_tree(
         };
         id.ok_or_else(|| damaged(format!("tree {index} has a child `{c}` out of range")))
     };
+    let internal_count: Option<Vec<f64>> = get("internal_count")
+        .and_then(|v| numbers("internal_count", v).ok())
+        .filter(|c: &Vec<f64>| c.len() == splits);
     let mut kids = Vec::with_capacity(splits);
     for i in 0..splits {
         kids.push((child(left[i])?, child(right[i])?));
     }
-    forest
+    let placed = forest
         .add_tree(splits + leaves, 0, |id| {
             if id >= splits {
                 return Ok(Spec::Leaf(vec![Output {
@@ -432,7 +478,15 @@ fn add_tree(
                 right: kids[id].1,
             })
         })
-        .map_err(damaged)
+        .map_err(damaged)?;
+    forest.set_weights(&placed, |id| {
+        if id < splits {
+            internal_count.as_ref().map_or(f64::NAN, |c| c[id])
+        } else {
+            leaf_count.as_ref().map_or(f64::NAN, |c| c[id - splits])
+        }
+    });
+    Ok(())
 }
 
 #[cfg(test)]

@@ -179,10 +179,33 @@ impl ImportedModel {
         &self.classes
     }
 
+    /// The trees of a LightGBM or XGBoost model, for TreeSHAP; `None` for
+    /// ONNX models (explained by a model-agnostic method).
+    pub fn trees(&self) -> Option<TreeView<'_>> {
+        let forest = match &*self.scorer {
+            Scorer::Lightgbm(b) => b.forest(),
+            Scorer::Xgboost(b) => b.forest(),
+            Scorer::Onnx(_) => return None,
+        };
+        Some(TreeView {
+            scorer: &self.scorer,
+            forest,
+        })
+    }
+
     /// Scores a batch whose columns are exactly [`ImportedModel::inputs`],
     /// in order, with the same names; each numeric (Float64, or Float32 and
     /// integers, read as f64). Nulls are missing values (NaN).
     pub fn predict(&self, batch: &RecordBatch) -> Result<Predictions, MlError> {
+        let x = self.dense(batch)?;
+        Ok(self.predict_dense(&x, batch.num_rows()))
+    }
+
+    /// A batch's columns as a dense row-major matrix of f64 (NaN for a
+    /// missing value), the rows [`ImportedModel::predict_dense`] and
+    /// [`TreeView::goes_left`] read. The batch's columns must be the
+    /// model's inputs in order, as [`ImportedModel::predict`] requires.
+    pub fn dense(&self, batch: &RecordBatch) -> Result<Vec<f64>, MlError> {
         let schema = batch.schema();
         if batch.num_columns() != self.inputs.len() {
             return Err(MlError::Invalid {
@@ -246,7 +269,7 @@ impl ImportedModel {
                 }
             }
         }
-        Ok(self.predict_dense(&x, n))
+        Ok(x)
     }
 
     /// Scores a dense row-major matrix of `n_rows` × `inputs().len()`
@@ -287,6 +310,124 @@ impl ImportedModel {
                 n_classes: outputs,
             },
             Task::Regression => Predictions::Regression(out),
+        }
+    }
+}
+
+/// The trees of an imported LightGBM or XGBoost model as explainers walk
+/// them ([`ImportedModel::trees`]). Nodes are numbered `0..n_nodes()`
+/// across all trees; a tree's raw score for a row is the value of the leaf
+/// the row reaches, and a model's raw score for output `k` is
+/// `(base()[k] + Σ trees of output k) × scale()`.
+#[derive(Debug, Clone, Copy)]
+pub struct TreeView<'a> {
+    scorer: &'a Scorer,
+    forest: &'a forest::Forest,
+}
+
+/// A node of a [`TreeView`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ViewNode {
+    /// A split on feature `feature` (an index into
+    /// [`ImportedModel::inputs`]), with its children's node numbers.
+    Split { feature: u32, left: u32, right: u32 },
+    /// A leaf and its value, added to its tree's output.
+    Leaf { value: f64 },
+}
+
+impl TreeView<'_> {
+    pub fn n_trees(&self) -> usize {
+        self.forest.roots.len()
+    }
+
+    pub fn n_nodes(&self) -> usize {
+        self.forest.nodes.len()
+    }
+
+    /// The root node of tree `tree`.
+    pub fn root(&self, tree: usize) -> u32 {
+        self.forest.roots[tree]
+    }
+
+    /// The output (class) tree `tree` adds to.
+    pub fn output(&self, tree: usize) -> usize {
+        match self.scorer {
+            Scorer::Lightgbm(b) => b.group(tree),
+            Scorer::Xgboost(b) => b.group(tree),
+            Scorer::Onnx(_) => 0,
+        }
+    }
+
+    /// Raw scores per output: 1, or one per class.
+    pub fn n_outputs(&self) -> usize {
+        match self.scorer {
+            Scorer::Lightgbm(b) => b.groups(),
+            Scorer::Xgboost(b) => b.base().len(),
+            Scorer::Onnx(_) => 1,
+        }
+    }
+
+    /// The raw score every output starts from.
+    pub fn base(&self) -> Vec<f64> {
+        match self.scorer {
+            Scorer::Xgboost(b) => b.base(),
+            _ => vec![0.0; self.n_outputs()],
+        }
+    }
+
+    /// What the sum of the trees is multiplied by (LightGBM's
+    /// `average_output`: one over the iterations; otherwise 1).
+    pub fn scale(&self) -> f64 {
+        match self.scorer {
+            Scorer::Lightgbm(b) => b.scale(),
+            _ => 1.0,
+        }
+    }
+
+    /// What a raw score is, in words ("raw score (log-odds)").
+    pub fn raw_name(&self) -> &'static str {
+        match self.scorer {
+            Scorer::Lightgbm(b) => b.raw_name(),
+            Scorer::Xgboost(b) => b.raw_name(),
+            Scorer::Onnx(_) => "raw score",
+        }
+    }
+
+    pub fn node(&self, i: u32) -> ViewNode {
+        let n = &self.forest.nodes[i as usize];
+        if n.flags & forest::LEAF != 0 {
+            ViewNode::Leaf {
+                value: self.forest.outputs(n).first().map_or(0.0, |o| o.value),
+            }
+        } else {
+            ViewNode::Split {
+                feature: n.feature,
+                left: n.left,
+                right: n.right,
+            }
+        }
+    }
+
+    /// The training weight of node `i` as the file records it (LightGBM's
+    /// row counts, XGBoost's hessian cover); `None` when it records none.
+    pub fn weight(&self, i: u32) -> Option<f64> {
+        self.forest
+            .weights
+            .get(i as usize)
+            .copied()
+            .filter(|w| w.is_finite())
+    }
+
+    /// Whether `row` (the model's inputs in order, NaN for missing) goes
+    /// to the left child of split `i`.
+    #[inline]
+    pub fn goes_left(&self, i: u32, row: &[f64]) -> bool {
+        let n = &self.forest.nodes[i as usize];
+        let x = row[n.feature as usize];
+        match self.scorer {
+            Scorer::Lightgbm(b) => b.goes_left(n, x),
+            Scorer::Xgboost(b) => b.goes_left(n, x),
+            Scorer::Onnx(_) => false,
         }
     }
 }

@@ -65,6 +65,36 @@ impl Rules for Xgb {
 }
 
 impl Booster {
+    pub fn forest(&self) -> &Forest {
+        &self.forest
+    }
+
+    /// The output group (class) tree `tree` adds to.
+    pub fn group(&self, tree: usize) -> usize {
+        self.groups[tree] as usize
+    }
+
+    /// The starting margin of each output group.
+    pub fn base(&self) -> Vec<f64> {
+        self.base.iter().map(|&b| f64::from(b)).collect()
+    }
+
+    /// What a margin is, in words.
+    pub fn raw_name(&self) -> &'static str {
+        match self.transform {
+            Transform::Identity => "margin (the prediction)",
+            Transform::Sigmoid => "margin (log-odds)",
+            Transform::Exp => "margin (the log of the prediction)",
+            Transform::Softmax => "margin (the class's softmax input)",
+        }
+    }
+
+    /// Whether `x` goes to the left child of node `node`.
+    #[inline]
+    pub fn goes_left(&self, node: &Node, x: f64) -> bool {
+        Xgb::goes_left(node, x, &self.forest.bits)
+    }
+
     /// Scores rows of `width` values into `out` (one value per row, or one
     /// per class).
     pub fn predict(&self, x: &[f64], width: usize, out: &mut [f64]) {
@@ -435,7 +465,13 @@ fn add_tree(
             .filter(|&c| c < n)
             .ok_or_else(|| format!("tree {index}'s node {i} has a child `{c}` out of range"))
     };
-    forest
+    // Hessian covers, for path-dependent TreeSHAP (what XGBoost's own
+    // `pred_contribs` weighs by).
+    let cover: Option<Vec<f64>> = tree
+        .get("sum_hessian")
+        .and_then(|_| floats(tree, "sum_hessian", index).ok())
+        .filter(|c| c.len() == n);
+    let placed = forest
         .add_tree(n, 0, |i| {
             if left[i] == -1 {
                 return Ok(Spec::Leaf(vec![Output {
@@ -479,7 +515,11 @@ fn add_tree(
                 right: child(right[i], i)?,
             })
         })
-        .map_err(damaged)
+        .map_err(damaged)?;
+    forest.set_weights(&placed, |i| {
+        cover.as_ref().map_or(f64::NAN, |c| c[i])
+    });
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Self-contained HTML reports with inline SVG charts.
 //!
-//! `kiln monitor drift --html` and `kiln monitor report --html` build a [`Page`]
+//! `kiln monitor drift --html`, `kiln monitor report --html` and `kiln explain
+//! --html` build a [`Page`]
 //! from summary [cards](Page::card) and [sections](Page::section) whose bodies come
 //! from the helpers here: [`table`], [`badge`], [`histogram_overlay`],
 //! [`line_chart`], [`bar_chart`] and [`grid`]. [`Page::render`] returns one HTML
@@ -17,7 +18,7 @@
 //! placeholder, and a flat or single-point series gets a padded axis.
 //!
 //! ```
-//! use kiln_monitor::html::{self, Page, Tone};
+//! use kiln_html::{self as html, Page, Tone};
 //!
 //! let mut page = Page::new("Drift: reference vs current", "2 of 3 columns drifted");
 //! page.card("Columns drifted", "2 / 3", Tone::Bad);
@@ -28,6 +29,7 @@
 //! assert!(doc.starts_with("<!doctype html>"));
 //! ```
 
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
 
 /// Width of every chart's SVG `viewBox`; CSS scales the SVG to its container.
@@ -55,6 +57,28 @@ const BAR_COLOUR: &str = "#5b7fa6";
 const HALO: &str =
     "stroke=\"#fff\" stroke-width=\"3\" stroke-linejoin=\"round\" paint-order=\"stroke\"";
 const GRID_COLOUR: &str = "#e8edf3";
+/// Dark text, and the category means of a [`category_scatter`].
+const INK: &str = "#0f172a";
+/// The `shap` package's colours: red for attributions that raise the output
+/// and for high feature values, blue for those that lower it and low values.
+const POSITIVE_COLOUR: &str = "#ff0051";
+const NEGATIVE_COLOUR: &str = "#008bfb";
+const HIGH_RGB: [u8; 3] = [0xff, 0x00, 0x51];
+const LOW_RGB: [u8; 3] = [0x00, 0x8b, 0xfb];
+/// Points without a colour value: categories, missing values.
+const NO_VALUE_COLOUR: &str = "#a3acb9";
+/// Shades from low to high; dots are drawn one path per shade.
+const RAMP_STEPS: usize = 11;
+const ICE_COLOUR: &str = "#64748b";
+const AVERAGE_COLOUR: &str = "#f97316";
+/// Diameter of a scatter or beeswarm dot, in `viewBox` units.
+const DOT: f64 = 2.6;
+/// Height of the scatter and curve `viewBox`es.
+const PLOT_H: f64 = 220.0;
+/// Most points drawn per beeswarm row, per scatter, and ICE curves per chart.
+const MAX_BEE_POINTS: usize = 1000;
+const MAX_SCATTER_POINTS: usize = 2000;
+const MAX_ICE_CURVES: usize = 200;
 const AXIS_COLOUR: &str = "#94a3b8";
 const TEXT_COLOUR: &str = "#64748b";
 /// Line colours, in the order series are given; none is red, which marks
@@ -91,6 +115,7 @@ impl Tone {
 /// order they were added.
 #[derive(Clone, Debug)]
 pub struct Page {
+    brand: String,
     title: String,
     subtitle: String,
     cards: Vec<(String, String, Tone)>,
@@ -102,11 +127,18 @@ impl Page {
     /// `subtitle` if the report should show it.
     pub fn new(title: &str, subtitle: &str) -> Page {
         Page {
+            brand: "kiln".to_owned(),
             title: title.to_owned(),
             subtitle: subtitle.to_owned(),
             cards: Vec::new(),
             sections: Vec::new(),
         }
+    }
+
+    /// Sets the small line above the title, e.g. `kiln monitor` (`kiln` by
+    /// default); escaped.
+    pub fn brand(&mut self, brand: &str) {
+        self.brand = brand.to_owned();
     }
 
     /// Adds a summary card to the header: a small `label` over a big `value`,
@@ -135,8 +167,9 @@ impl Page {
              style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">\n\
              <meta name=\"generator\" content=\"kiln {version}\">\n\
              <title>{title}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n\
-             <header class=\"top\"><div class=\"brand\">kiln monitor</div><h1>{title}</h1>",
+             <header class=\"top\"><div class=\"brand\">{brand}</div><h1>{title}</h1>",
             version = env!("CARGO_PKG_VERSION"),
+            brand = escape(&self.brand),
         );
         if !self.subtitle.is_empty() {
             let _ = write!(out, "<p class=\"sub\">{}</p>", escape(&self.subtitle));
@@ -533,9 +566,45 @@ pub fn line_chart(
 /// label, so it suits up to a few dozen bars. Rows with a non-finite value show
 /// "n/a" and no bar.
 pub fn bar_chart(title: &str, labels: &[String], values: &[f64], threshold: Option<f64>) -> String {
+    bars(title, labels, values, &[], threshold)
+}
+
+/// Horizontal bar chart with error bars, e.g. permutation importance: the
+/// mean worsening of a metric per column with ± one standard deviation.
+///
+/// Like [`bar_chart`] without a threshold: bars in the given order, top to
+/// bottom, from zero. Each bar gets a whisker from `value - error` to
+/// `value + error` (the error's sign is ignored) and is labelled
+/// "value ± error". A missing or non-finite error draws no whisker; a
+/// non-finite value shows "n/a".
+pub fn bar_chart_with_error(
+    title: &str,
+    labels: &[String],
+    values: &[f64],
+    errors: &[f64],
+) -> String {
+    bars(title, labels, values, errors, None)
+}
+
+/// [`bar_chart`] and [`bar_chart_with_error`]: `errors` may be empty.
+fn bars(
+    title: &str,
+    labels: &[String],
+    values: &[f64],
+    errors: &[f64],
+    threshold: Option<f64>,
+) -> String {
     let rows = labels.len().max(values.len());
     let threshold = threshold.filter(|&t| usable(t));
-    let Some((lo, hi)) = finite_range(values.iter().copied()) else {
+    // The error of row `i`, if both it and the value can be drawn.
+    let error_of = |i: usize| {
+        let v = values.get(i).copied().filter(|&v| usable(v))?;
+        let e = errors.get(i).copied().filter(|&e| usable(e))?.abs();
+        (usable(v - e) && usable(v + e)).then_some(e)
+    };
+    let whiskers = (0..rows).filter_map(|i| error_of(i).map(|e| (values[i], e)));
+    let ends = whiskers.flat_map(|(v, e)| [v - e, v + e]);
+    let Some((lo, hi)) = finite_range(values.iter().copied().chain(ends)) else {
         return placeholder(title);
     };
     let (lo, hi) = match threshold {
@@ -553,28 +622,13 @@ pub fn bar_chart(title: &str, labels: &[String], values: &[f64], threshold: Opti
         .collect();
     let widest = names.iter().map(|n| text_width(n)).fold(0.0, f64::max);
     let left = (widest + 12.0).clamp(36.0, 150.0);
-    let right = VIEW_W - 40.0;
+    // Room on the right for the value labels.
+    let right = VIEW_W - if errors.is_empty() { 40.0 } else { 72.0 };
     let bottom = TOP + rows as f64 * ROW;
     let x_at = |v: f64| left + (right - left) * axis.frac(v);
 
     let mut svg = svg_open(title, height);
-    let _ = write!(
-        svg,
-        "<g font-size=\"{FONT}\" fill=\"{TEXT_COLOUR}\" text-anchor=\"middle\">"
-    );
-    for &t in &axis.ticks {
-        let x = Px(x_at(t));
-        let _ = write!(
-            svg,
-            "<line x1=\"{x}\" y1=\"{}\" x2=\"{x}\" y2=\"{}\" stroke=\"{GRID_COLOUR}\"/>\
-             <text x=\"{x}\" y=\"{}\">{}</text>",
-            Px(TOP),
-            Px(bottom),
-            Px(bottom + 13.0),
-            escape(&format_tick(t, axis.step)),
-        );
-    }
-    svg.push_str("</g>");
+    x_grid(&mut svg, &axis, x_at, TOP, bottom);
 
     let zero = x_at(0.0);
     for (i, name) in names.iter().enumerate() {
@@ -606,7 +660,11 @@ pub fn bar_chart(title: &str, labels: &[String], values: &[f64], threshold: Opti
             ("bar", BAR_COLOUR)
         };
         let end = x_at(v);
-        let text = escape(&format_value(v));
+        let error = error_of(i);
+        let text = escape(&match error {
+            Some(e) => format!("{} ± {}", format_value(v), format_value(e)),
+            None => format_value(v),
+        });
         let _ = write!(
             svg,
             "<rect class=\"{class}\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" rx=\"2\" \
@@ -617,21 +675,29 @@ pub fn bar_chart(title: &str, labels: &[String], values: &[f64], threshold: Opti
             Px(ROW - 7.0),
             escape(full),
         );
+        let mut text_x = zero.max(end);
+        if let Some(e) = error {
+            let (x0, x1) = (x_at(v - e), x_at(v + e));
+            let (top, bottom) = (Px(mid - 3.5), Px(mid + 3.5));
+            let _ = write!(
+                svg,
+                "<path class=\"err\" d=\"M{a} {top}V{bottom}M{a} {m}H{b}M{b} {top}V{bottom}\" \
+                 stroke=\"#1e293b\" stroke-width=\"1\" fill=\"none\"/>",
+                a = Px(x0),
+                b = Px(x1),
+                m = Px(mid),
+            );
+            text_x = text_x.max(x1);
+        }
         let _ = write!(
             svg,
             "<text x=\"{}\" y=\"{}\" font-size=\"{FONT}\" fill=\"{}\">{text}</text>",
-            Px(zero.max(end) + 4.0),
+            Px(text_x + 4.0),
             Px(mid + 3.5),
             if over { BAD_COLOUR } else { "#334155" },
         );
     }
-    let _ = write!(
-        svg,
-        "<line x1=\"{z}\" y1=\"{}\" x2=\"{z}\" y2=\"{}\" stroke=\"{AXIS_COLOUR}\"/>",
-        Px(TOP),
-        Px(bottom),
-        z = Px(zero),
-    );
+    zero_line(&mut svg, zero, TOP, bottom);
     if let Some(t) = threshold {
         let x = x_at(t);
         let text = format!("threshold {}", format_value(t));
@@ -674,6 +740,722 @@ pub fn grid(items: &[String]) -> String {
     out
 }
 
+/// One row of a [`beeswarm`]: a label and one `(attribution, colour)` point per
+/// explained row.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BeeRow {
+    /// Text at the left of the row (e.g. a column name); escaped.
+    pub label: String,
+    /// The x position (an attribution) and a colour value already scaled to
+    /// 0..1 (low to high), or `None` to draw the point grey (a category, a
+    /// missing value).
+    pub points: Vec<(f64, Option<f64>)>,
+}
+
+/// The summary plot of the `shap` package: one horizontal band per row, first
+/// row on top, with every point at its attribution on a shared x axis.
+///
+/// Points are spread vertically by local density, so the band shows the shape
+/// of the distribution: x is binned every dot width and the points of a bin are
+/// stacked alternately above and below the band's centre (deterministic, no
+/// randomness), squeezed to fit the band. A point is coloured by its second
+/// value from blue (0, low) to red (1, high), or grey when `None`, with a
+/// legend. A vertical line marks zero, which the axis always includes.
+///
+/// Non-finite attributions are skipped, and a row keeps at most 1,000 points,
+/// evenly thinned, so the file stays small. The SVG grows by one band per row.
+pub fn beeswarm(title: &str, rows: &[BeeRow]) -> String {
+    let kept: Vec<Vec<(f64, Option<f64>)>> = rows
+        .iter()
+        .map(|row| {
+            let drawable = row.points.iter().copied().filter(|&(x, _)| usable(x));
+            thin(drawable.collect(), MAX_BEE_POINTS)
+        })
+        .collect();
+    let Some((lo, hi)) = finite_range(kept.iter().flatten().map(|&(x, _)| x)) else {
+        return placeholder(title);
+    };
+    let axis = Axis::nice(lo.min(0.0), hi.max(0.0), 4);
+
+    const ROW: f64 = 24.0;
+    const TOP: f64 = 6.0;
+    const BOTTOM: f64 = 34.0;
+    let bottom = TOP + rows.len() as f64 * ROW;
+    let names: Vec<String> = rows.iter().map(|r| truncate(&r.label, 22)).collect();
+    let widest = names.iter().map(|n| text_width(n)).fold(0.0, f64::max);
+    let left = (widest + 12.0).clamp(36.0, 150.0);
+    let right = VIEW_W - 14.0;
+    let x_at = |v: f64| left + (right - left) * axis.frac(v);
+
+    let mut svg = svg_open(title, bottom + BOTTOM);
+    x_grid(&mut svg, &axis, x_at, TOP, bottom);
+    zero_line(&mut svg, x_at(0.0), TOP, bottom);
+    let mut greys = false;
+    let mut shades = false;
+    for (i, (row, points)) in rows.iter().zip(&kept).enumerate() {
+        let mid = TOP + (i as f64 + 0.5) * ROW;
+        let _ = write!(
+            svg,
+            "<line x1=\"{}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"{GRID_COLOUR}\" \
+             stroke-dasharray=\"2 3\"/>\
+             <text x=\"{}\" y=\"{}\" text-anchor=\"end\" font-size=\"{FONT}\" fill=\"#334155\">\
+             <title>{}</title>{}</text>",
+            Px(left),
+            Px(right),
+            Px(left - 6.0),
+            Px(mid + 3.5),
+            escape(&row.label),
+            escape(&names[i]),
+            y = Px(mid),
+        );
+        let xs: Vec<f64> = points.iter().map(|&(x, _)| x_at(x)).collect();
+        let offsets = swarm(&xs, DOT, DOT * 0.75, ROW * 0.42);
+        greys |= points.iter().any(|&(_, c)| shade(c).is_none());
+        shades |= points.iter().any(|&(_, c)| shade(c).is_some());
+        let dots = points
+            .iter()
+            .zip(xs.iter().zip(&offsets))
+            .map(|(&(_, c), (&x, &dy))| (x, mid + dy, value_colour(c)));
+        dot_paths(&mut svg, "dot", dots);
+    }
+    let _ = write!(
+        svg,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"{FONT}\" \
+         fill=\"{TEXT_COLOUR}\">SHAP value (impact on model output)</text></svg>",
+        Px((left + right) / 2.0),
+        Px(bottom + 28.0),
+    );
+    figure(title, &svg, &colour_legend(shades, greys))
+}
+
+/// The waterfall plot of the `shap` package for one prediction: how the
+/// output goes from `base` (the expected output, E\[f(x)\]) to `total` (the
+/// row's output, f(x)) one step at a time.
+///
+/// Steps are drawn top to bottom in the given order, one horizontal bar each
+/// with its label on the left (e.g. "temp = 31.2") and its signed value
+/// beside it; each bar starts where the previous one ended, red going right
+/// for a positive step and blue going left for a negative one, joined by thin
+/// connectors. A dashed line at `base` is labelled E\[f(x)\] above the bars and
+/// a solid line at `total` is labelled f(x) below them (`total` is drawn where
+/// given, even if the steps do not add up to it).
+///
+/// A non-finite step shows "n/a" and does not move the running sum; a
+/// non-finite `total` draws no f(x) line. A non-finite `base` or no steps
+/// render the "No data" placeholder.
+pub fn waterfall(title: &str, base: f64, steps: &[(String, f64)], total: f64) -> String {
+    if !usable(base) || steps.is_empty() {
+        return placeholder(title);
+    }
+    let mut at = base;
+    let spans: Vec<Option<(f64, f64)>> = steps
+        .iter()
+        .map(|&(_, v)| {
+            let end = at + v;
+            (usable(v) && usable(end)).then(|| (std::mem::replace(&mut at, end), end))
+        })
+        .collect();
+    let total = Some(total).filter(|&t| usable(t));
+    let ends = spans.iter().flatten().map(|&(_, end)| end);
+    let Some((lo, hi)) = finite_range([base].into_iter().chain(total).chain(ends)) else {
+        return placeholder(title);
+    };
+    let axis = Axis::nice(lo, hi, 4);
+
+    const ROW: f64 = 20.0;
+    const TOP: f64 = 22.0;
+    const BOTTOM: f64 = 34.0;
+    let bottom = TOP + steps.len() as f64 * ROW;
+    let names: Vec<String> = steps.iter().map(|(l, _)| truncate(l, 24)).collect();
+    let widest = names.iter().map(|n| text_width(n)).fold(0.0, f64::max);
+    let left = (widest + 12.0).clamp(36.0, 160.0);
+    let right = VIEW_W - 14.0;
+    let x_at = |v: f64| left + (right - left) * axis.frac(v);
+    // A label centred on `x`, kept inside the `viewBox`.
+    let centred = |x: f64, text: &str| {
+        let half = text_width(text) / 2.0;
+        x.min(VIEW_W - 2.0 - half).max(2.0 + half)
+    };
+
+    let mut svg = svg_open(title, bottom + BOTTOM);
+    x_grid(&mut svg, &axis, x_at, TOP, bottom);
+    let base_x = x_at(base);
+    let base_text = format!("E[f(x)] = {}", format_value(base));
+    let _ = write!(
+        svg,
+        "<line class=\"base\" x1=\"{x}\" y1=\"{}\" x2=\"{x}\" y2=\"{}\" stroke=\"{AXIS_COLOUR}\" \
+         stroke-dasharray=\"3 3\"/>\
+         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"{FONT}\" fill=\"#334155\" \
+         {HALO}>{}</text>",
+        Px(TOP - 4.0),
+        Px(bottom),
+        Px(centred(base_x, &base_text)),
+        Px(TOP - 8.0),
+        escape(&base_text),
+        x = Px(base_x),
+    );
+    for (i, ((label, v), span)) in steps.iter().zip(&spans).enumerate() {
+        let y = TOP + i as f64 * ROW;
+        let mid = y + ROW / 2.0;
+        let _ = write!(
+            svg,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\" font-size=\"{FONT}\" fill=\"#334155\">\
+             <title>{}</title>{}</text>",
+            Px(left - 6.0),
+            Px(mid + 3.5),
+            escape(label),
+            escape(&names[i]),
+        );
+        let Some((start, end)) = *span else {
+            let _ = write!(
+                svg,
+                "<text x=\"{}\" y=\"{}\" font-size=\"{FONT}\" fill=\"{TEXT_COLOUR}\">n/a</text>",
+                Px(x_at(at_row(&spans, i, base)) + 4.0),
+                Px(mid + 3.5),
+            );
+            continue;
+        };
+        let (x0, x1) = (x_at(start), x_at(end));
+        let (class, colour) = if *v >= 0.0 {
+            ("step pos", POSITIVE_COLOUR)
+        } else {
+            ("step neg", NEGATIVE_COLOUR)
+        };
+        let text = signed_value(*v);
+        let _ = write!(
+            svg,
+            "<rect class=\"{class}\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" rx=\"1.5\" \
+             fill=\"{colour}\"><title>{}: {}</title></rect>",
+            Px(x0.min(x1)),
+            Px(y + 4.0),
+            Px((x1 - x0).abs()),
+            Px(ROW - 8.0),
+            escape(label),
+            escape(&text),
+        );
+        // The value goes past the bar's end, or before its start when that
+        // would leave the plot.
+        let width = text_width(&text);
+        let (text_x, anchor) = if *v >= 0.0 {
+            if x1 + 4.0 + width <= VIEW_W - 2.0 {
+                (x1 + 4.0, "start")
+            } else {
+                (x0 - 4.0, "end")
+            }
+        } else if x1 - 4.0 - width >= left {
+            (x1 - 4.0, "end")
+        } else {
+            (x0 + 4.0, "start")
+        };
+        let _ = write!(
+            svg,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"{anchor}\" font-size=\"{FONT}\" \
+             fill=\"{colour}\" {HALO}>{}</text>",
+            Px(text_x),
+            Px(mid + 3.5),
+            escape(&text),
+        );
+        if i + 1 < steps.len() {
+            let _ = write!(
+                svg,
+                "<line class=\"connector\" x1=\"{x}\" y1=\"{}\" x2=\"{x}\" y2=\"{}\" \
+                 stroke=\"{AXIS_COLOUR}\" stroke-width=\"0.8\"/>",
+                Px(y + ROW - 4.0),
+                Px(y + ROW + 4.0),
+                x = Px(x1),
+            );
+        }
+    }
+    if let Some(t) = total {
+        let x = x_at(t);
+        let text = format!("f(x) = {}", format_value(t));
+        let _ = write!(
+            svg,
+            "<line class=\"total\" x1=\"{x}\" y1=\"{}\" x2=\"{x}\" y2=\"{}\" stroke=\"#0f172a\" \
+             stroke-width=\"1.4\"/>\
+             <text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"{FONT}\" \
+             font-weight=\"600\" fill=\"#0f172a\" {HALO}>{}</text>",
+            Px(TOP),
+            Px(bottom + 4.0),
+            Px(centred(x, &text)),
+            Px(bottom + 28.0),
+            escape(&text),
+            x = Px(x),
+        );
+    }
+    svg.push_str("</svg>");
+    figure(
+        title,
+        &svg,
+        &legend(&[
+            (Key::Swatch(POSITIVE_COLOUR, 1.0), "raises the output"),
+            (Key::Swatch(NEGATIVE_COLOUR, 1.0), "lowers the output"),
+        ]),
+    )
+}
+
+/// Where step `i` of a waterfall starts: the end of the last drawable step
+/// before it, or `base`.
+fn at_row(spans: &[Option<(f64, f64)>], i: usize, base: f64) -> f64 {
+    spans[..i]
+        .iter()
+        .rev()
+        .find_map(|s| s.map(|(_, end)| end))
+        .unwrap_or(base)
+}
+
+/// A dependence plot: one dot per `(x, y, colour)` point, e.g. a feature's
+/// value against its attribution, with a horizontal line at y = 0 (which the
+/// axis always includes) and both axes named.
+///
+/// Colours work as in [`beeswarm`] (a value scaled to 0..1, blue to red, grey
+/// for `None`); when no point has a colour, all are blue and there is no
+/// legend. Points with a non-finite coordinate are skipped and at most 2,000
+/// are drawn, evenly thinned.
+pub fn scatter(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    points: &[(f64, f64, Option<f64>)],
+) -> String {
+    let drawable = points
+        .iter()
+        .copied()
+        .filter(|&(x, y, _)| usable(x) && usable(y));
+    let points = thin(drawable.collect(), MAX_SCATTER_POINTS);
+    let (Some((x_lo, x_hi)), Some((y_lo, y_hi))) = (
+        finite_range(points.iter().map(|p| p.0)),
+        finite_range(points.iter().map(|p| p.1)),
+    ) else {
+        return placeholder(title);
+    };
+    let x_axis = Axis::nice(x_lo, x_hi, 4);
+    let y_axis = Axis::nice(y_lo.min(0.0), y_hi.max(0.0), 4);
+    let tick_labels = tick_labels(&y_axis);
+    let frame = Frame::new(PLOT_H, &tick_labels, 34.0, 8.0, 14.0).with_y_title(y_label);
+    let x_at = |v: f64| frame.left + frame.width() * x_axis.frac(v);
+    let y_at = |v: f64| frame.bottom - frame.height() * y_axis.frac(v);
+
+    let mut svg = svg_open(title, PLOT_H);
+    frame.y_grid(&mut svg, &y_axis, &tick_labels);
+    x_grid(&mut svg, &x_axis, x_at, frame.top, frame.bottom);
+    frame.baseline(&mut svg);
+    frame.zero(&mut svg, y_at(0.0));
+    let shades = points.iter().any(|&(_, _, c)| shade(c).is_some());
+    let greys = shades && points.iter().any(|&(_, _, c)| shade(c).is_none());
+    let dots = points.iter().map(|&(x, y, c)| {
+        let colour = if shades {
+            value_colour(c)
+        } else {
+            NEGATIVE_COLOUR.to_owned()
+        };
+        (x_at(x), y_at(y), colour)
+    });
+    dot_paths(&mut svg, "dot", dots);
+    frame.axis_titles(&mut svg, x_label, y_label);
+    svg.push_str("</svg>");
+    figure(title, &svg, &colour_legend(shades, greys))
+}
+
+/// A dependence plot for a categorical feature: one band per category along
+/// x (labels under the axis), one dot per `(category index, y)` point, spread
+/// horizontally by local density within its band like a [`beeswarm`]
+/// (deterministic), a dark tick at each category's mean and a horizontal line
+/// at y = 0 (which the axis always includes).
+///
+/// Points whose index is out of range or whose y is non-finite are skipped,
+/// and at most 2,000 are drawn, evenly thinned.
+pub fn category_scatter(
+    title: &str,
+    y_label: &str,
+    categories: &[String],
+    points: &[(usize, f64)],
+) -> String {
+    let drawable = points
+        .iter()
+        .copied()
+        .filter(|&(c, y)| c < categories.len() && usable(y));
+    let points = thin(drawable.collect(), MAX_SCATTER_POINTS);
+    let Some((lo, hi)) = finite_range(points.iter().map(|p| p.1)) else {
+        return placeholder(title);
+    };
+    let axis = Axis::nice(lo.min(0.0), hi.max(0.0), 4);
+    let tick_labels = tick_labels(&axis);
+    let frame = Frame::new(PLOT_H, &tick_labels, 22.0, 8.0, 10.0).with_y_title(y_label);
+    let slot = frame.width() / categories.len() as f64;
+    let centre = |c: usize| frame.left + (c as f64 + 0.5) * slot;
+    let y_at = |v: f64| frame.bottom - frame.height() * axis.frac(v);
+
+    let mut svg = svg_open(title, PLOT_H);
+    frame.y_grid(&mut svg, &axis, &tick_labels);
+    frame.baseline(&mut svg);
+    frame.zero(&mut svg, y_at(0.0));
+    let mut by_category = vec![Vec::new(); categories.len()];
+    for &(c, y) in &points {
+        by_category[c].push(y);
+    }
+    let mut means = String::new();
+    for (c, ys) in by_category.iter().enumerate() {
+        if ys.is_empty() {
+            continue;
+        }
+        let at: Vec<f64> = ys.iter().map(|&y| y_at(y)).collect();
+        let offsets = swarm(&at, DOT, DOT * 0.75, slot * 0.38);
+        let dots = at
+            .iter()
+            .zip(&offsets)
+            .map(|(&y, &dx)| (centre(c) + dx, y, NEGATIVE_COLOUR.to_owned()));
+        dot_paths(&mut svg, "dot", dots);
+        let mean = ys.iter().sum::<f64>() / ys.len() as f64;
+        let half = (slot * 0.3).min(16.0);
+        let _ = write!(
+            means,
+            "<line class=\"mean\" x1=\"{}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"{INK}\" \
+             stroke-width=\"2\"><title>{}: mean {} over {} rows</title></line>",
+            Px(centre(c) - half),
+            Px(centre(c) + half),
+            escape(&categories[c]),
+            escape(&format_value(mean)),
+            ys.len(),
+            y = Px(y_at(mean)),
+        );
+    }
+    svg.push_str(&means);
+    frame.x_labels(&mut svg, categories, slot, centre);
+    frame.axis_titles(&mut svg, "", y_label);
+    svg.push_str("</svg>");
+    figure(title, &svg, &legend(&[(Key::Line(INK), "mean")]))
+}
+
+/// The x positions of [`curves`].
+#[derive(Clone, Copy, Debug)]
+pub enum XAxis<'a> {
+    /// Numbers on a linear axis, e.g. a feature's grid of values (ascending).
+    Numbers(&'a [f64]),
+    /// Categories in equal slots, labelled under the axis; escaped.
+    Labels(&'a [String]),
+}
+
+impl XAxis<'_> {
+    fn len(self) -> usize {
+        match self {
+            XAxis::Numbers(v) => v.len(),
+            XAxis::Labels(l) => l.len(),
+        }
+    }
+}
+
+/// Partial dependence with ICE curves: one thin, translucent grey line per
+/// `ice` curve (an individual row as one feature is set to each x) and one
+/// thick orange line for `average` (the partial dependence), with `y_label`
+/// naming the y axis.
+///
+/// Values are matched to x positions by index; extra values are ignored, and a
+/// non-finite value (or numeric x) leaves a gap. With [`XAxis::Labels`] there
+/// are no lines between categories: each curve is a short horizontal tick per
+/// category, and the average a thick tick with a dot. At most 200 ICE curves
+/// are drawn, evenly thinned. The y axis spans the values; it does not force
+/// zero in.
+pub fn curves(
+    title: &str,
+    y_label: &str,
+    x: XAxis<'_>,
+    average: &[f64],
+    ice: &[Vec<f64>],
+) -> String {
+    let n = x.len();
+    let x_ok = |i: usize| match x {
+        XAxis::Numbers(v) => usable(v[i]),
+        XAxis::Labels(_) => true,
+    };
+    let ice = thin(ice.iter().map(Vec::as_slice).collect(), MAX_ICE_CURVES);
+    let in_view = |values: &[f64]| -> Vec<f64> {
+        (0..values.len().min(n))
+            .filter(|&i| x_ok(i))
+            .map(|i| values[i])
+            .collect()
+    };
+    let shown = in_view(average)
+        .into_iter()
+        .chain(ice.iter().flat_map(|c| in_view(c)));
+    let Some((lo, hi)) = finite_range(shown) else {
+        return placeholder(title);
+    };
+    let axis = Axis::nice(lo, hi, 4);
+    let tick_labels = tick_labels(&axis);
+    let frame = Frame::new(PLOT_H, &tick_labels, 22.0, 8.0, 14.0).with_y_title(y_label);
+    let y_at = |v: f64| frame.bottom - frame.height() * axis.frac(v);
+
+    let mut svg = svg_open(title, PLOT_H);
+    frame.y_grid(&mut svg, &axis, &tick_labels);
+    // Each x position in viewBox units (`None`: a non-finite number), and the
+    // half-width of a category's tick.
+    let (xs, half): (Vec<Option<f64>>, f64) = match x {
+        XAxis::Numbers(values) => {
+            let (x_lo, x_hi) = finite_range(values.iter().copied()).unwrap_or((0.0, 1.0));
+            let x_axis = Axis::nice(x_lo, x_hi, 4);
+            let x_at = |v: f64| frame.left + frame.width() * x_axis.frac(v);
+            x_grid(&mut svg, &x_axis, x_at, frame.top, frame.bottom);
+            let xs = values.iter().map(|&v| usable(v).then(|| x_at(v)));
+            (xs.collect(), 0.0)
+        }
+        XAxis::Labels(labels) => {
+            let slot = frame.width() / n as f64;
+            let centre = |i: usize| frame.left + (i as f64 + 0.5) * slot;
+            frame.x_labels(&mut svg, labels, slot, centre);
+            (
+                (0..n).map(|i| Some(centre(i))).collect(),
+                (slot * 0.3).min(18.0),
+            )
+        }
+    };
+    frame.baseline(&mut svg);
+    let point = |values: &[f64], i: usize| -> Option<(f64, f64)> {
+        let v = values.get(i).copied().filter(|&v| usable(v))?;
+        Some((xs[i]?, y_at(v)))
+    };
+    // A numeric curve is a polyline; a categorical one a tick per category.
+    let path = |values: &[f64]| -> String {
+        let points = (0..n).map(|i| point(values, i));
+        if half > 0.0 {
+            let mut d = String::new();
+            for (x, y) in points.flatten() {
+                let _ = write!(d, "M{} {}h{}", Px(x - half), Px(y), Px(2.0 * half));
+            }
+            d
+        } else {
+            polyline(points)
+        }
+    };
+
+    if !ice.is_empty() {
+        let opacity = (8.0 / ice.len() as f64).clamp(0.08, 0.5);
+        let _ = write!(
+            svg,
+            "<g class=\"ice\" fill=\"none\" stroke=\"{ICE_COLOUR}\" stroke-width=\"0.8\" \
+             stroke-opacity=\"{opacity:.2}\" stroke-linecap=\"round\" stroke-linejoin=\"round\">"
+        );
+        for curve in &ice {
+            let d = path(curve);
+            if !d.is_empty() {
+                let _ = write!(svg, "<path d=\"{d}\"/>");
+            }
+        }
+        svg.push_str("</g>");
+    }
+    let d = path(average);
+    if !d.is_empty() {
+        let _ = write!(
+            svg,
+            "<path class=\"average\" d=\"{d}\" fill=\"none\" stroke=\"{AVERAGE_COLOUR}\" \
+             stroke-width=\"2.4\" stroke-linecap=\"round\" stroke-linejoin=\"round\"/>"
+        );
+    }
+    if half > 0.0 || n <= 60 {
+        let label = |i: usize| match x {
+            XAxis::Numbers(v) => format_value(v[i]),
+            XAxis::Labels(l) => l[i].clone(),
+        };
+        let _ = write!(svg, "<g fill=\"{AVERAGE_COLOUR}\">");
+        for i in 0..n {
+            if let Some((cx, cy)) = point(average, i) {
+                let _ = write!(
+                    svg,
+                    "<circle class=\"avg\" cx=\"{}\" cy=\"{}\" r=\"2.4\"><title>{}: {}</title>\
+                     </circle>",
+                    Px(cx),
+                    Px(cy),
+                    escape(&label(i)),
+                    escape(&format_value(average[i])),
+                );
+            }
+        }
+        svg.push_str("</g>");
+    }
+    svg.push_str("</svg>");
+    let mut keys = vec![(Key::Line(AVERAGE_COLOUR), "average (partial dependence)")];
+    if !ice.is_empty() {
+        keys.push((Key::Line(ICE_COLOUR), "individual rows (ICE)"));
+    }
+    figure(title, &svg, &legend(&keys))
+}
+
+/// A highlighted note, e.g. a caveat at the top of a report: `heading` in bold
+/// (left out when empty), then `text`, on a background coloured by `tone`.
+/// Both texts are escaped.
+pub fn callout(tone: Tone, heading: &str, text: &str) -> String {
+    let heading = if heading.is_empty() {
+        String::new()
+    } else {
+        format!("<strong>{}</strong> ", escape(heading))
+    };
+    format!(
+        "<div class=\"callout {}\">{heading}{}</div>",
+        tone.class(),
+        escape(text)
+    )
+}
+
+/// Vertical grid lines at the axis ticks from `top` to `bottom`, labelled
+/// under `bottom`.
+fn x_grid(svg: &mut String, axis: &Axis, x_at: impl Fn(f64) -> f64, top: f64, bottom: f64) {
+    let _ = write!(
+        svg,
+        "<g font-size=\"{FONT}\" fill=\"{TEXT_COLOUR}\" text-anchor=\"middle\">"
+    );
+    for &t in &axis.ticks {
+        let x = Px(x_at(t));
+        let _ = write!(
+            svg,
+            "<line x1=\"{x}\" y1=\"{}\" x2=\"{x}\" y2=\"{}\" stroke=\"{GRID_COLOUR}\"/>\
+             <text x=\"{x}\" y=\"{}\">{}</text>",
+            Px(top),
+            Px(bottom),
+            Px(bottom + 13.0),
+            escape(&format_tick(t, axis.step)),
+        );
+    }
+    svg.push_str("</g>");
+}
+
+/// A vertical line at x = `x`, e.g. zero on a horizontal chart.
+fn zero_line(svg: &mut String, x: f64, top: f64, bottom: f64) {
+    let _ = write!(
+        svg,
+        "<line class=\"zero\" x1=\"{x}\" y1=\"{}\" x2=\"{x}\" y2=\"{}\" stroke=\"{AXIS_COLOUR}\"/>",
+        Px(top),
+        Px(bottom),
+        x = Px(x),
+    );
+}
+
+/// The labels of an axis's ticks.
+fn tick_labels(axis: &Axis) -> Vec<String> {
+    axis.ticks
+        .iter()
+        .map(|&t| format_tick(t, axis.step))
+        .collect()
+}
+
+/// At most `cap` of `items`, evenly spaced, in order.
+fn thin<T: Copy>(items: Vec<T>, cap: usize) -> Vec<T> {
+    if items.len() <= cap {
+        return items;
+    }
+    (0..cap).map(|k| items[k * items.len() / cap]).collect()
+}
+
+/// Offsets across the axis that spread points out by local density, as in a
+/// beeswarm: `positions` are binned every `bin` units and, in order of
+/// position, the points of a bin take layers 0, +1, −1, +2, −2, …, `spacing`
+/// apart, squeezed so that the outermost layer stays within ±`half`.
+/// Deterministic: the same positions always give the same offsets.
+fn swarm(positions: &[f64], bin: f64, spacing: f64, half: f64) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..positions.len()).collect();
+    order.sort_by(|&a, &b| positions[a].total_cmp(&positions[b]));
+    let mut filled: HashMap<i64, i64> = HashMap::new();
+    let mut layers = vec![0_i64; positions.len()];
+    for i in order {
+        let k = filled
+            .entry((positions[i] / bin).floor() as i64)
+            .or_default();
+        layers[i] = if *k % 2 == 1 { (*k + 1) / 2 } else { -(*k / 2) };
+        *k += 1;
+    }
+    let outermost = layers.iter().map(|l| l.unsigned_abs()).max().unwrap_or(0);
+    let step = if outermost == 0 {
+        0.0
+    } else {
+        spacing.min(half / outermost as f64)
+    };
+    layers.iter().map(|&l| l as f64 * step).collect()
+}
+
+/// A colour value's shade: `RAMP_STEPS` steps from low (0) to high (1), or
+/// `None` for no value.
+fn shade(v: Option<f64>) -> Option<usize> {
+    let v = v.filter(|v| v.is_finite())?;
+    Some((v.clamp(0.0, 1.0) * (RAMP_STEPS - 1) as f64).round() as usize)
+}
+
+/// Blue for low values to red for high ones (the `shap` package's colours),
+/// grey for none.
+fn value_colour(v: Option<f64>) -> String {
+    let Some(step) = shade(v) else {
+        return NO_VALUE_COLOUR.to_owned();
+    };
+    let t = step as f64 / (RAMP_STEPS - 1) as f64;
+    let mix = |low: u8, high: u8| (f64::from(low) + (f64::from(high) - f64::from(low)) * t).round();
+    let [r, g, b] = [0, 1, 2].map(|k| mix(LOW_RGB[k], HIGH_RGB[k]) as u8);
+    format!("#{r:02x}{g:02x}{b:02x}")
+}
+
+/// The legend of value colours: the blue-to-red ramp when some point has a
+/// value, grey when some has none (and some has one).
+fn colour_legend(shades: bool, greys: bool) -> String {
+    let mut keys = Vec::new();
+    if shades {
+        keys.push((Key::Ramp, "feature value"));
+        if greys {
+            keys.push((
+                Key::Swatch(NO_VALUE_COLOUR, 1.0),
+                "no value (category or missing)",
+            ));
+        }
+    }
+    legend(&keys)
+}
+
+/// Draws dots as zero-length, round-capped path segments, one `<path>` per
+/// colour: a few bytes a dot, so thousands of them keep the file small.
+fn dot_paths(svg: &mut String, class: &str, dots: impl Iterator<Item = (f64, f64, String)>) {
+    let mut by_colour: BTreeMap<String, String> = BTreeMap::new();
+    for (x, y, colour) in dots {
+        let _ = write!(
+            by_colour.entry(colour).or_default(),
+            "M{} {}h0",
+            Px(x),
+            Px(y)
+        );
+    }
+    for (colour, d) in by_colour {
+        let _ = write!(
+            svg,
+            "<path class=\"{class}\" d=\"{d}\" fill=\"none\" stroke=\"{colour}\" \
+             stroke-width=\"{DOT}\" stroke-linecap=\"round\" stroke-opacity=\"0.85\"/>"
+        );
+    }
+}
+
+/// Path data through the points, broken at each `None`; a point alone
+/// between gaps is a zero-length segment (a dot with round caps).
+fn polyline(points: impl Iterator<Item = Option<(f64, f64)>>) -> String {
+    let mut d = String::new();
+    let mut run = 0;
+    for point in points.chain([None]) {
+        match point {
+            Some((x, y)) => {
+                let cmd = if run == 0 { 'M' } else { 'L' };
+                let _ = write!(d, "{cmd}{} {}", Px(x), Px(y));
+                run += 1;
+            }
+            None => {
+                if run == 1 {
+                    d.push_str("h0");
+                }
+                run = 0;
+            }
+        }
+    }
+    d
+}
+
+/// A value with its sign: `+0.25`, `-1.2k`.
+fn signed_value(v: f64) -> String {
+    let text = format_value(v);
+    if v > 0.0 { format!("+{text}") } else { text }
+}
+
 /// Geometry of a plot area inside a chart's `viewBox`.
 struct Frame {
     left: f64,
@@ -696,6 +1478,14 @@ impl Frame {
             top,
             bottom: view_h - bottom,
         }
+    }
+
+    /// Makes room on the left for a y axis title, if there is one.
+    fn with_y_title(mut self, y_label: &str) -> Frame {
+        if !y_label.is_empty() {
+            self.left += 14.0;
+        }
+        self
     }
 
     fn width(&self) -> f64 {
@@ -736,6 +1526,47 @@ impl Frame {
             Px(self.left),
             Px(self.right),
         );
+    }
+
+    /// A horizontal line across the plot at `y`, e.g. at zero.
+    fn zero(&self, svg: &mut String, y: f64) {
+        let y = Px(y);
+        let _ = write!(
+            svg,
+            "<line class=\"zero\" x1=\"{}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" \
+             stroke=\"{AXIS_COLOUR}\"/>",
+            Px(self.left),
+            Px(self.right),
+        );
+    }
+
+    /// Names the axes: `x_label` under the x tick labels (the frame needs a
+    /// bottom margin of 34), `y_label` turned up along the left edge (see
+    /// [`Frame::with_y_title`]). Empty labels are left out.
+    fn axis_titles(&self, svg: &mut String, x_label: &str, y_label: &str) {
+        if !x_label.is_empty() {
+            let _ = write!(
+                svg,
+                "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"{FONT}\" \
+                 fill=\"{TEXT_COLOUR}\"><title>{}</title>{}</text>",
+                Px((self.left + self.right) / 2.0),
+                Px(self.bottom + 28.0),
+                escape(x_label),
+                escape(&truncate(x_label, 48)),
+            );
+        }
+        if !y_label.is_empty() {
+            let (x, y) = (Px(11.0), Px((self.top + self.bottom) / 2.0));
+            let fits = (self.height() / CHAR_W) as usize;
+            let _ = write!(
+                svg,
+                "<text x=\"{x}\" y=\"{y}\" transform=\"rotate(-90 {x} {y})\" \
+                 text-anchor=\"middle\" font-size=\"{FONT}\" fill=\"{TEXT_COLOUR}\">\
+                 <title>{}</title>{}</text>",
+                escape(y_label),
+                escape(&truncate(y_label, fits)),
+            );
+        }
     }
 
     /// Labels under the plot, thinned so they do not overlap, and kept inside
@@ -1036,6 +1867,8 @@ enum Key<'a> {
     Line(&'a str),
     Dash,
     Dot,
+    /// The blue-to-red ramp of feature values, between "low" and "high".
+    Ramp,
 }
 
 fn legend(keys: &[(Key<'_>, &str)]) -> String {
@@ -1044,15 +1877,24 @@ fn legend(keys: &[(Key<'_>, &str)]) -> String {
     }
     let mut out = String::from("<div class=\"legend\">");
     for (key, name) in keys {
-        let mark = match key {
-            Key::Swatch(c, opacity) => {
-                format!("<i style=\"background:{c};opacity:{opacity}\"></i>")
-            }
-            Key::Line(c) => format!("<i class=\"line\" style=\"background:{c}\"></i>"),
-            Key::Dash => "<i class=\"dash\"></i>".to_owned(),
-            Key::Dot => "<i class=\"dot\"></i>".to_owned(),
+        let name = escape(name);
+        let _ = match key {
+            Key::Swatch(c, opacity) => write!(
+                out,
+                "<span><i style=\"background:{c};opacity:{opacity}\"></i>{name}</span>"
+            ),
+            Key::Line(c) => write!(
+                out,
+                "<span><i class=\"line\" style=\"background:{c}\"></i>{name}</span>"
+            ),
+            Key::Dash => write!(out, "<span><i class=\"dash\"></i>{name}</span>"),
+            Key::Dot => write!(out, "<span><i class=\"dot\"></i>{name}</span>"),
+            Key::Ramp => write!(
+                out,
+                "<span>{name}: low<i class=\"ramp\" style=\"background:linear-gradient(90deg,\
+                 {NEGATIVE_COLOUR},{POSITIVE_COLOUR})\"></i>high</span>"
+            ),
         };
-        let _ = write!(out, "<span>{mark}{}</span>", escape(name));
     }
     out.push_str("</div>");
     out
@@ -1084,6 +1926,12 @@ h2{margin:0 0 14px;font-size:16px;font-weight:650}
 .legend i.line{height:3px;width:14px;vertical-align:3px}
 .legend i.dash{height:0;width:16px;border-top:2px dashed var(--bad);border-radius:0;vertical-align:3px}
 .legend i.dot{background:var(--bad);border-radius:50%}
+.legend i.ramp{width:64px;height:8px;margin:0 6px;vertical-align:0}
+.panel p{margin:0 0 12px;max-width:92ch}.panel p.muted{color:var(--muted)}
+.panel ul{margin:0 0 12px;padding-left:22px;max-width:92ch}
+.panel .grid+p,.panel .table-wrap+p,.panel .grid+.table-wrap{margin-top:14px}
+.callout{--tone:#94a3b8;border:1px solid var(--line);border-left:4px solid var(--tone);border-radius:8px;padding:10px 14px;background:#f8fafc}
+.callout.good{--tone:var(--good);background:#f0fdf4}.callout.bad{--tone:var(--bad);background:#fef2f2}.callout.warn{--tone:var(--warn);background:#fffbeb}
 .nodata{aspect-ratio:360/200;display:flex;align-items:center;justify-content:center;border-radius:8px;color:var(--muted);font-size:13px;background:repeating-linear-gradient(135deg,#f8fafc 0 10px,#f1f5f9 10px 20px)}
 .table-wrap{overflow-x:auto;border:1px solid var(--line);border-radius:10px}
 table{border-collapse:collapse;width:100%;font-size:13px}
@@ -1584,6 +2432,323 @@ mod tests {
         assert!(!plain.contains(BAD_COLOUR));
     }
 
+    /// The centres of the dots drawn by [`dot_paths`] with class `class`,
+    /// with each dot's colour.
+    fn dots(html: &str, class: &str) -> Vec<(f64, f64, String)> {
+        let mut out = Vec::new();
+        for path in html.split(&format!("<path class=\"{class}\" d=\"")).skip(1) {
+            let d = &path[..path.find('"').unwrap()];
+            let at = path.find("stroke=\"").unwrap() + 8;
+            let colour = &path[at..at + path[at..].find('"').unwrap()];
+            for dot in d.split('M').skip(1) {
+                let xy = dot.strip_suffix("h0").expect("a zero-length segment");
+                let (x, y) = xy.split_once(' ').unwrap();
+                out.push((x.parse().unwrap(), y.parse().unwrap(), colour.to_owned()));
+            }
+        }
+        out
+    }
+
+    fn bee(label: &str, points: &[(f64, Option<f64>)]) -> BeeRow {
+        BeeRow {
+            label: label.to_owned(),
+            points: points.to_vec(),
+        }
+    }
+
+    #[test]
+    fn swarm_example() {
+        // Three points share a bin and take layers 0, +1, -1; the fourth is alone.
+        assert_eq!(
+            swarm(&[0.2, 0.1, 0.3, 10.0], 1.0, 2.0, 10.0),
+            [2.0, 0.0, -2.0, 0.0]
+        );
+        // Squeezed to fit: the outermost layer (2) lands on ±half.
+        let spread = swarm(&[0.0; 5], 1.0, 2.0, 1.0);
+        assert_eq!(spread, [0.0, 0.5, -0.5, 1.0, -1.0]);
+        assert!(swarm(&[], 1.0, 1.0, 1.0).is_empty());
+    }
+
+    #[test]
+    fn thin_keeps_evenly_spaced_items() {
+        assert_eq!(thin((0..10).collect(), 5), [0, 2, 4, 6, 8]);
+        assert_eq!(thin(vec![1, 2], 5), [1, 2]);
+    }
+
+    #[test]
+    fn value_colour_runs_from_blue_to_red() {
+        assert_eq!(value_colour(Some(0.0)), NEGATIVE_COLOUR);
+        assert_eq!(value_colour(Some(-3.0)), NEGATIVE_COLOUR);
+        assert_eq!(value_colour(Some(1.0)), POSITIVE_COLOUR);
+        assert_eq!(value_colour(Some(0.5)), "#8046a6");
+        assert_eq!(value_colour(None), NO_VALUE_COLOUR);
+        assert_eq!(value_colour(Some(f64::NAN)), NO_VALUE_COLOUR);
+    }
+
+    #[test]
+    fn beeswarm_draws_one_band_per_row_on_a_shared_axis() {
+        let rows = [
+            bee(
+                "<temp & hum>",
+                &[(-1.0, Some(0.0)), (2.0, Some(1.0)), (f64::NAN, Some(0.5))],
+            ),
+            bee("city", &[(0.5, None), (0.5, None), (0.5, None)]),
+        ];
+        let html = beeswarm("summary", &rows);
+        let points = dots(&html, "dot");
+        assert_eq!(points.len(), 5, "the NaN attribution is skipped");
+        let first: Vec<_> = points.iter().filter(|p| p.2 != NO_VALUE_COLOUR).collect();
+        let second: Vec<_> = points.iter().filter(|p| p.2 == NO_VALUE_COLOUR).collect();
+        assert_eq!((first.len(), second.len()), (2, 3));
+        // The first row is on top; low is blue, high red.
+        assert!(first.iter().all(|a| second.iter().all(|b| a.1 < b.1)));
+        let low = first.iter().find(|p| p.2 == NEGATIVE_COLOUR).unwrap();
+        let high = first.iter().find(|p| p.2 == POSITIVE_COLOUR).unwrap();
+        assert!(low.0 < high.0);
+        // Equal attributions in a row are spread vertically, not stacked.
+        let mut ys: Vec<f64> = second.iter().map(|p| p.1).collect();
+        ys.sort_by(f64::total_cmp);
+        ys.dedup();
+        assert_eq!(ys.len(), 3, "{ys:?}");
+        assert!(second.iter().all(|p| (p.0 - second[0].0).abs() < 0.01));
+        // The city points sit at 0.5, right of zero and left of 2.
+        let zero = attrs(&html, "line", "zero", "x1")[0];
+        assert!(low.0 < zero && zero < second[0].0 && second[0].0 < high.0);
+        assert!(html.contains("&lt;temp &amp; hum&gt;"));
+        assert!(html.contains("feature value: low<i class=\"ramp\""));
+        assert!(html.contains("no value (category or missing)"));
+        assert_clean(&html);
+        assert_geometry_finite(&html);
+
+        let taller = beeswarm(
+            "summary",
+            &[rows[0].clone(), rows[1].clone(), rows[1].clone()],
+        );
+        let height = |html: &str| {
+            let view = &html[html.find("viewBox=\"").unwrap() + 9..];
+            let view = &view[..view.find('"').unwrap()];
+            view.rsplit(' ').next().unwrap().parse::<f64>().unwrap()
+        };
+        assert!(height(&taller) > height(&html));
+    }
+
+    #[test]
+    fn beeswarm_caps_points_per_row_deterministically() {
+        let points: Vec<(f64, Option<f64>)> = (0..5000)
+            .map(|i| {
+                (
+                    ((i * 37) % 101) as f64 / 10.0 - 5.0,
+                    Some((i % 7) as f64 / 6.0),
+                )
+            })
+            .collect();
+        let rows = [bee("x", &points)];
+        let html = beeswarm("t", &rows);
+        let drawn = dots(&html, "dot");
+        assert_eq!(drawn.len(), MAX_BEE_POINTS);
+        assert_eq!(html, beeswarm("t", &rows), "no randomness");
+        // Dense bins are squeezed into the band.
+        let ys: Vec<f64> = drawn.iter().map(|p| p.1).collect();
+        let (lo, hi) = finite_range(ys.iter().copied()).unwrap();
+        assert!(hi - lo > 5.0 && hi - lo <= 24.0 * 0.84 + 0.2, "{lo}..{hi}");
+        assert!(html.len() < 40_000, "{} bytes", html.len());
+    }
+
+    #[test]
+    fn waterfall_steps_start_where_the_previous_ended() {
+        let steps = [
+            ("temp = 31.2".to_owned(), 2.0),
+            ("broken".to_owned(), f64::NAN),
+            ("<hour> = 7".to_owned(), -0.5),
+        ];
+        let html = waterfall("row 3", 1.0, &steps, 2.5);
+        let (px, pw) = (
+            attrs(&html, "rect", "step pos", "x")[0],
+            attrs(&html, "rect", "step pos", "width")[0],
+        );
+        let (nx, nw) = (
+            attrs(&html, "rect", "step neg", "x")[0],
+            attrs(&html, "rect", "step neg", "width")[0],
+        );
+        let base = attrs(&html, "line", "base", "x1")[0];
+        let total = attrs(&html, "line", "total", "x1")[0];
+        // The positive bar runs right from the base, the negative one runs left
+        // from where it ended, to the total.
+        assert!((px - base).abs() < 0.11, "{px} {base}");
+        assert!((nx + nw - (px + pw)).abs() < 0.11);
+        assert!((nx - total).abs() < 0.11);
+        assert!((pw / nw - 4.0).abs() < 0.05, "{pw} {nw}");
+        assert!(html.contains(&format!("fill=\"{POSITIVE_COLOUR}\"")));
+        assert!(html.contains(&format!("fill=\"{NEGATIVE_COLOUR}\"")));
+        for text in [
+            ">E[f(x)] = 1</text>",
+            ">f(x) = 2.5</text>",
+            ">+2</text>",
+            ">-0.5</text>",
+        ] {
+            assert!(html.contains(text), "{text} missing");
+        }
+        assert!(html.contains(">n/a</text>"));
+        assert!(html.contains("&lt;hour&gt; = 7"));
+        // Only a drawn step joins the next one.
+        assert_eq!(html.matches("class=\"connector\"").count(), 1);
+        assert_clean(&html);
+        assert_geometry_finite(&html);
+
+        let no_total = waterfall("row", 1.0, &steps, f64::NAN);
+        assert!(!no_total.contains("class=\"total\""));
+    }
+
+    #[test]
+    fn scatter_has_a_zero_line_and_colours_only_when_given() {
+        let points = [
+            (1.0, -0.5, Some(0.0)),
+            (2.0, 0.25, None),
+            (3.0, 1.0, Some(1.0)),
+            (f64::NAN, 1.0, Some(1.0)),
+            (4.0, f64::INFINITY, None),
+        ];
+        let html = scatter("temp", "temp", "SHAP value for temp", &points);
+        let drawn = dots(&html, "dot");
+        assert_eq!(drawn.len(), 3);
+        let mut by_x = drawn.clone();
+        by_x.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let colours: Vec<&str> = by_x.iter().map(|p| p.2.as_str()).collect();
+        assert_eq!(colours, [NEGATIVE_COLOUR, NO_VALUE_COLOUR, POSITIVE_COLOUR]);
+        // y grows upwards: the zero line lies between -0.5 and 0.25.
+        let zero = attrs(&html, "line", "zero", "y1")[0];
+        let mut ys: Vec<f64> = drawn.iter().map(|p| p.1).collect();
+        ys.sort_by(f64::total_cmp);
+        assert!(
+            ys[0] < ys[1] && ys[1] < zero && zero < ys[2],
+            "{ys:?} {zero}"
+        );
+        assert!(html.contains(">SHAP value for temp</text>"));
+        assert!(html.contains("rotate(-90"));
+        assert!(html.contains("feature value: low"));
+        assert_geometry_finite(&html);
+
+        let plain = scatter("t", "x", "y", &[(1.0, 1.0, None), (2.0, 3.0, None)]);
+        assert!(dots(&plain, "dot").iter().all(|p| p.2 == NEGATIVE_COLOUR));
+        assert!(!plain.contains("class=\"legend\""));
+
+        let many: Vec<(f64, f64, Option<f64>)> = (0..10_000)
+            .map(|i| (i as f64, (i % 13) as f64, None))
+            .collect();
+        assert_eq!(
+            dots(&scatter("t", "x", "y", &many), "dot").len(),
+            MAX_SCATTER_POINTS
+        );
+    }
+
+    #[test]
+    fn category_scatter_keeps_points_in_their_band() {
+        let categories = labels(3);
+        let points = [
+            (0, 1.0),
+            (0, 1.0),
+            (0, 1.0),
+            (2, -1.0),
+            (7, 0.0),
+            (1, f64::NAN),
+        ];
+        let html = category_scatter("city", "SHAP value", &categories, &points);
+        let drawn = dots(&html, "dot");
+        assert_eq!(drawn.len(), 4, "out of range and NaN points are skipped");
+        let means = attrs(&html, "line", "mean", "x1");
+        assert_eq!(means.len(), 2, "one mean per category with points");
+        let (first, third): (Vec<_>, Vec<_>) = drawn.iter().partition(|p| p.1 < drawn[3].1);
+        assert_eq!((first.len(), third.len()), (3, 1));
+        // Equal values in a category are spread sideways around its centre.
+        let xs: Vec<f64> = first.iter().map(|p| p.0).collect();
+        assert!(xs[0] != xs[1] && xs[1] != xs[2] && xs[0] != xs[2], "{xs:?}");
+        assert!(xs.iter().all(|&x| x > means[0] - 20.0 && x < third[0].0));
+        assert!(html.contains(">b0</text>") && html.contains(">b2</text>"));
+        assert!(html.contains("<title>b0: mean 1 over 3 rows</title>"));
+        assert_clean(&html);
+        assert_geometry_finite(&html);
+    }
+
+    #[test]
+    fn curves_draw_ice_lines_under_a_thick_average() {
+        let grid = [1.0, 2.0, 3.0, f64::NAN];
+        let ice = vec![vec![0.0, 1.0, 2.0, 9.0], vec![1.0, f64::NAN, 3.0, 9.0]];
+        let html = curves(
+            "temp",
+            "prediction",
+            XAxis::Numbers(&grid),
+            &[0.5, 1.0, 2.5],
+            &ice,
+        );
+        assert!(html.contains("<g class=\"ice\""));
+        let ice_group = &html[html.find("<g class=\"ice\"").unwrap()..];
+        let ice_group = &ice_group[..ice_group.find("</g>").unwrap()];
+        assert_eq!(ice_group.matches("<path ").count(), 2);
+        // The NaN breaks the second curve into a dot and a point: "M…h0M…".
+        assert!(ice_group.contains("h0M"), "{ice_group}");
+        assert_eq!(html.matches("<path class=\"average\"").count(), 1);
+        assert_eq!(attrs(&html, "circle", "avg", "cx").len(), 3);
+        // 9.0 sits at the NaN grid value, so it is not on the axis.
+        assert!(!html.contains(">9</text>") && !html.contains(">8</text>"));
+        assert!(html.contains("individual rows (ICE)"));
+        assert_clean(&html);
+        assert_geometry_finite(&html);
+
+        let names = vec!["<a>".to_owned(), "b".to_owned()];
+        let html = curves(
+            "city",
+            "",
+            XAxis::Labels(&names),
+            &[1.0, 2.0],
+            &[vec![0.5, 2.5]],
+        );
+        assert!(html.contains(">&lt;a&gt;</text>"));
+        assert!(!html.contains("L"), "no lines between categories");
+        assert_eq!(attrs(&html, "circle", "avg", "cx").len(), 2);
+        assert_geometry_finite(&html);
+    }
+
+    #[test]
+    fn bar_chart_with_error_draws_whiskers() {
+        let html = bar_chart_with_error(
+            "importance",
+            &["a".into(), "b".into(), "c".into()],
+            &[0.4, 0.1, f64::NAN],
+            &[0.1, f64::NAN],
+        );
+        assert_eq!(html.matches("<path class=\"err\"").count(), 1);
+        assert!(html.contains(">0.4 ± 0.1</text>"));
+        assert!(html.contains(">0.1</text>"));
+        assert!(html.contains(">n/a</text>"));
+        // The whisker spans 0.3..0.5 on the bars' scale.
+        let w = attrs(&html, "rect", "bar", "width");
+        let x = attrs(&html, "rect", "bar", "x")[0];
+        let d = &html[html.find("class=\"err\" d=\"M").unwrap() + 16..];
+        let from: f64 = d[..d.find(' ').unwrap()].parse().unwrap();
+        assert!((from - x - w[0] * 0.75).abs() < 0.2, "{from} {x} {w:?}");
+        assert_clean(&html);
+        assert_geometry_finite(&html);
+    }
+
+    #[test]
+    fn callout_and_brand_are_escaped() {
+        assert_eq!(
+            callout(Tone::Warn, "Note:", "<b>"),
+            "<div class=\"callout warn\"><strong>Note:</strong> &lt;b&gt;</div>"
+        );
+        assert_eq!(
+            callout(Tone::Good, "", "ok"),
+            "<div class=\"callout good\">ok</div>"
+        );
+        let mut page = Page::new("t", "");
+        assert!(page.render().contains("<div class=\"brand\">kiln</div>"));
+        page.brand("kiln <monitor>");
+        assert!(
+            page.render()
+                .contains("<div class=\"brand\">kiln &lt;monitor&gt;</div>")
+        );
+    }
+
     #[test]
     fn empty_inputs_render_a_placeholder() {
         let none: &[String] = &[];
@@ -1612,6 +2777,23 @@ mod tests {
                 &[],
             ),
             bar_chart("b", none, &[], Some(0.1)),
+            bar_chart_with_error("b", none, &[], &[]),
+            beeswarm("s", &[]),
+            beeswarm("s", &[bee("a", &[]), bee("b", &[(f64::NAN, Some(1.0))])]),
+            waterfall("w", 1.0, &[], 1.0),
+            waterfall("w", f64::NAN, &[("a".into(), 1.0)], 2.0),
+            scatter("s", "x", "y", &[]),
+            scatter(
+                "s",
+                "x",
+                "y",
+                &[(f64::NAN, 1.0, None), (1.0, f64::INFINITY, None)],
+            ),
+            category_scatter("c", "y", none, &[(0, 1.0)]),
+            category_scatter("c", "y", &labels(2), &[]),
+            curves("c", "y", XAxis::Numbers(&[]), &[1.0], &[vec![1.0]]),
+            curves("c", "y", XAxis::Numbers(&[f64::NAN]), &[1.0], &[]),
+            curves("c", "y", XAxis::Labels(&labels(2)), &[f64::NAN], &[vec![]]),
         ] {
             assert!(
                 html.contains("<div class=\"nodata\">No data</div>"),
@@ -1665,6 +2847,34 @@ mod tests {
                 ));
                 all.push(line_chart("l", &[], &series, threshold, &[0]));
             }
+            let steps: Vec<(String, f64)> =
+                names.iter().cloned().zip(values.iter().copied()).collect();
+            let points: Vec<(f64, Option<f64>)> = values.iter().map(|&v| (v, Some(v))).collect();
+            all.extend([
+                bar_chart_with_error("b", &names, values, values),
+                beeswarm("s", &[bee("a", &points), bee("b", &[])]),
+                waterfall("w", values[0], &steps, *values.last().unwrap()),
+                waterfall("w", 0.0, &steps, inf),
+                scatter(
+                    "s",
+                    "x",
+                    "y",
+                    &values
+                        .iter()
+                        .map(|&v| (v, v, Some(v)))
+                        .chain(values.iter().map(|&v| (v, 0.0, None)))
+                        .collect::<Vec<_>>(),
+                ),
+                category_scatter(
+                    "c",
+                    "y",
+                    &names,
+                    &values.iter().copied().enumerate().collect::<Vec<_>>(),
+                ),
+                curves("c", "y", XAxis::Numbers(values), values, &[values.to_vec()]),
+                curves("c", "y", XAxis::Numbers(values), &[1.0; 20], &[]),
+                curves("c", "y", XAxis::Labels(&names), values, &[values.to_vec()]),
+            ]);
             for html in &all {
                 assert_clean(html);
                 assert_geometry_finite(html);
