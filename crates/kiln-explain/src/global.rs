@@ -362,7 +362,7 @@ fn partial_dependence(explainer: &Explainer<'_>, sample: &Data, j: usize) -> Dep
                     None => seen.push((v, r, 1)),
                 }
             }
-            seen.sort_by(|a, b| b.2.cmp(&a.2));
+            seen.sort_by_key(|s| std::cmp::Reverse(s.2));
             seen.truncate(GRID);
             seen.into_iter().map(|(v, r, _)| (v, r)).collect()
         }

@@ -1,12 +1,16 @@
 //! Self-contained HTML reports with inline SVG charts.
 //!
 //! `kiln monitor drift --html`, `kiln monitor report --html` and `kiln explain
-//! --html` build a [`Page`]
-//! from summary [cards](Page::card) and [sections](Page::section) whose bodies come
-//! from the helpers here: [`table`], [`badge`], [`histogram_overlay`],
-//! [`line_chart`], [`bar_chart`] and [`grid`]. [`Page::render`] returns one HTML
-//! document with inline CSS, inline SVG and a few lines of inline script that sort
-//! tables on a header click. Nothing is fetched when the file is opened, and a
+//! --html` build a [`Page`] from summary [cards](Page::card) and
+//! [sections](Page::section) whose bodies come from the helpers here:
+//! [`table`], [`badge`], [`callout`], [`grid`] and the charts
+//! ([`histogram_overlay`], [`line_chart`], [`bar_chart`],
+//! [`bar_chart_with_error`]; and for model explanations, after the `shap`
+//! package's plots, [`beeswarm`], [`waterfall`], the dependence plots
+//! [`scatter`] and [`category_scatter`], and partial dependence with ICE
+//! [`curves`]). [`Page::render`] returns one HTML document with inline CSS,
+//! inline SVG and a few lines of inline script that sort tables on a header
+//! click. Nothing is fetched when the file is opened, and a
 //! `Content-Security-Policy` meta tag forbids the browser from trying.
 //!
 //! Every text argument (titles, labels, series names, card values) is escaped here;
@@ -847,16 +851,16 @@ pub fn waterfall(title: &str, base: f64, steps: &[(String, f64)], total: f64) ->
     if !usable(base) || steps.is_empty() {
         return placeholder(title);
     }
+    // Where each step starts, and where it ends if it can be drawn.
+    let mut spans: Vec<(f64, Option<f64>)> = Vec::with_capacity(steps.len());
     let mut at = base;
-    let spans: Vec<Option<(f64, f64)>> = steps
-        .iter()
-        .map(|&(_, v)| {
-            let end = at + v;
-            (usable(v) && usable(end)).then(|| (std::mem::replace(&mut at, end), end))
-        })
-        .collect();
+    for &(_, v) in steps {
+        let end = Some(at + v).filter(|&end| usable(v) && usable(end));
+        spans.push((at, end));
+        at = end.unwrap_or(at);
+    }
     let total = Some(total).filter(|&t| usable(t));
-    let ends = spans.iter().flatten().map(|&(_, end)| end);
+    let ends = spans.iter().filter_map(|&(_, end)| end);
     let Some((lo, hi)) = finite_range([base].into_iter().chain(total).chain(ends)) else {
         return placeholder(title);
     };
@@ -906,11 +910,12 @@ pub fn waterfall(title: &str, base: f64, steps: &[(String, f64)], total: f64) ->
             escape(label),
             escape(&names[i]),
         );
-        let Some((start, end)) = *span else {
+        let &(start, end) = span;
+        let Some(end) = end else {
             let _ = write!(
                 svg,
                 "<text x=\"{}\" y=\"{}\" font-size=\"{FONT}\" fill=\"{TEXT_COLOUR}\">n/a</text>",
-                Px(x_at(at_row(&spans, i, base)) + 4.0),
+                Px(x_at(start) + 4.0),
                 Px(mid + 3.5),
             );
             continue;
@@ -992,16 +997,6 @@ pub fn waterfall(title: &str, base: f64, steps: &[(String, f64)], total: f64) ->
             (Key::Swatch(NEGATIVE_COLOUR, 1.0), "lowers the output"),
         ]),
     )
-}
-
-/// Where step `i` of a waterfall starts: the end of the last drawable step
-/// before it, or `base`.
-fn at_row(spans: &[Option<(f64, f64)>], i: usize, base: f64) -> f64 {
-    spans[..i]
-        .iter()
-        .rev()
-        .find_map(|s| s.map(|(_, end)| end))
-        .unwrap_or(base)
 }
 
 /// A dependence plot: one dot per `(x, y, colour)` point, e.g. a feature's
@@ -1215,9 +1210,10 @@ pub fn curves(
         Some((xs[i]?, y_at(v)))
     };
     // A numeric curve is a polyline; a categorical one a tick per category.
+    let categorical = matches!(x, XAxis::Labels(_));
     let path = |values: &[f64]| -> String {
         let points = (0..n).map(|i| point(values, i));
-        if half > 0.0 {
+        if categorical {
             let mut d = String::new();
             for (x, y) in points.flatten() {
                 let _ = write!(d, "M{} {}h{}", Px(x - half), Px(y), Px(2.0 * half));
@@ -1251,7 +1247,7 @@ pub fn curves(
              stroke-width=\"2.4\" stroke-linecap=\"round\" stroke-linejoin=\"round\"/>"
         );
     }
-    if half > 0.0 || n <= 60 {
+    if categorical || n <= 60 {
         let label = |i: usize| match x {
             XAxis::Numbers(v) => format_value(v[i]),
             XAxis::Labels(l) => l[i].clone(),
@@ -2703,7 +2699,15 @@ mod tests {
             &[vec![0.5, 2.5]],
         );
         assert!(html.contains(">&lt;a&gt;</text>"));
-        assert!(!html.contains("L"), "no lines between categories");
+        let ice_group = &html[html.find("<g class=\"ice\"").unwrap()..];
+        let ice = &ice_group[ice_group.find("<path d=\"").unwrap() + 9..];
+        let ice = &ice[..ice.find('"').unwrap()];
+        let average = &html[html.find("<path class=\"average\" d=\"").unwrap() + 28..];
+        let average = &average[..average.find('"').unwrap()];
+        for d in [ice, average] {
+            assert!(!d.contains('L'), "no lines between categories: {d}");
+            assert_eq!(d.matches('h').count(), 2, "a tick per category: {d}");
+        }
         assert_eq!(attrs(&html, "circle", "avg", "cx").len(), 2);
         assert_geometry_finite(&html);
     }
