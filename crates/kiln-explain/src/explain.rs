@@ -204,6 +204,29 @@ impl Data {
     }
 }
 
+/// The method [`Explainer::new`] picks for `subject` under `choice`.
+pub fn method_for(subject: Subject<'_>, choice: Choice) -> Method {
+    let trees = |weighted: bool| {
+        if choice == Choice::Interventional || !weighted {
+            Method::TreeInterventional
+        } else {
+            Method::TreePathDependent
+        }
+    };
+    match (subject, choice) {
+        (_, Choice::Permutation) => Method::Permutation,
+        (Subject::Kiln(m), _) => match &m.learner {
+            Learner::Gbdt(_) => trees(true),
+            Learner::Linear { .. } => Method::Linear,
+            Learner::Ensemble { .. } => Method::Permutation,
+        },
+        (Subject::Imported(m), _) => match m.trees() {
+            Some(view) => trees(Ensemble::from_view(view, m.inputs().len()).weighted()),
+            None => Method::Permutation,
+        },
+    }
+}
+
 /// A model made ready to explain: its columns, the output explained, and
 /// the method's state (trees, linear means, a background sample).
 pub struct Explainer<'m> {

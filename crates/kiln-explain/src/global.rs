@@ -16,7 +16,11 @@ use crate::report::{
 pub const MIN_BACKGROUND: usize = 20;
 /// Rows permutation SHAP explains at most for a global summary (each costs
 /// thousands of model calls).
-pub const PERMUTATION_ROWS: usize = 200;
+pub const PERMUTATION_ROWS: usize = 100;
+/// Background rows by default: permutation SHAP scores every one of them
+/// once per column and permutation, so it takes fewer.
+pub const BACKGROUND: usize = 100;
+pub const PERMUTATION_BACKGROUND: usize = 50;
 
 /// What to explain and how.
 #[derive(Debug, Clone)]
@@ -24,8 +28,12 @@ pub struct Options {
     pub choice: Choice,
     /// The class explained (classifiers); the positive class by default.
     pub class: Option<String>,
-    /// Background rows (interventional, linear, permutation methods).
-    pub background: usize,
+    /// Background rows (interventional, linear, permutation methods);
+    /// `None`: [`BACKGROUND`], or [`PERMUTATION_BACKGROUND`] for
+    /// permutation SHAP.
+    pub background: Option<usize>,
+    /// Antithetic pairs of permutations per row (permutation SHAP).
+    pub permutations: usize,
     /// Rows explained for the global summary, evenly spread over the table.
     pub rows: usize,
     /// Rows explained one by one (0-based row numbers of the table).
@@ -44,7 +52,8 @@ impl Default for Options {
         Options {
             choice: Choice::Auto,
             class: None,
-            background: 100,
+            background: None,
+            permutations: 4,
             rows: 1000,
             local: Vec::new(),
             dependence: 4,
@@ -75,35 +84,46 @@ pub fn explain(
         )));
     }
     let mut notes = Vec::new();
-    let background = data.take(&spread(n, options.background.max(1)));
-    let explainer = Explainer::new(
+    // Which method the model gets decides the background's default size.
+    let method = crate::explain::method_for(subject, options.choice);
+    let wanted_background = options.background.unwrap_or(if method == Method::Permutation {
+        PERMUTATION_BACKGROUND
+    } else {
+        BACKGROUND
+    });
+    let background = data.take(&spread(n, wanted_background.max(1)));
+    let mut explainer = Explainer::new(
         subject,
         options.choice,
         options.class.as_deref(),
         Some(background),
     )?;
+    explainer.permutations = options.permutations.max(1);
+    explainer.seed = options.seed;
     let b = explainer.background_rows();
     if let Some(b) = b {
         if b < MIN_BACKGROUND {
             notes.push(format!(
                 "the background sample has only {b} rows (fewer than {MIN_BACKGROUND}), too small for stable attributions: they depend on which rows it holds; explain on a table of at least 100 rows"
             ));
-        } else if b < options.background {
+        } else if b < wanted_background {
             notes.push(format!(
-                "the background sample has {b} rows, all the table has (asked for {})",
-                options.background
+                "the background sample has {b} rows, all the table has (asked for {wanted_background})"
             ));
         }
     }
     let mut wanted = options.rows.max(1);
-    if explainer.method == Method::Permutation && wanted > PERMUTATION_ROWS {
+    let capped = explainer.method == Method::Permutation && wanted > PERMUTATION_ROWS;
+    if capped {
         wanted = PERMUTATION_ROWS;
-        notes.push(format!(
-            "permutation SHAP calls the model thousands of times per row, so the summary explains {PERMUTATION_ROWS} rows spread over the table"
-        ));
     }
     let sample_rows = spread(n, wanted);
-    if sample_rows.len() < n {
+    if capped && sample_rows.len() < n {
+        notes.push(format!(
+            "permutation SHAP calls the model thousands of times per row, so the summary explains {} of the table's {n} rows, evenly spread",
+            sample_rows.len()
+        ));
+    } else if sample_rows.len() < n {
         notes.push(format!(
             "the summary explains {} of the table's {n} rows, evenly spread",
             sample_rows.len()

@@ -15,6 +15,7 @@ pub fn drift_page(report: &DriftReport, reference: (&str, u64), current: (&str, 
             reference.0, reference.1, current.0, current.1
         ),
     );
+    page.brand("kiln monitor");
     let tone = if report.drifted_columns > 0 {
         Tone::Bad
     } else {
@@ -220,6 +221,7 @@ pub fn monitor_page(
             monitors.len()
         ),
     );
+    page.brand("kiln monitor");
     let windows: usize = monitors.iter().map(|m| m.1.len()).sum();
     let rows: i64 = monitors
         .iter()

@@ -9,6 +9,7 @@
 mod config;
 pub mod datasets;
 mod error;
+pub mod explaining;
 pub mod folders;
 pub mod gc;
 pub mod lineage;

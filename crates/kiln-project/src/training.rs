@@ -192,12 +192,22 @@ impl Project {
             )
         })?;
         let profile = serde_json::to_vec(&profile).expect("profiles serialise");
-        let (model_object, leaderboard_object, profile_object) = {
+        // What drives its predictions: shown on every version's card.
+        let explanation = tokio::task::block_in_place(|| {
+            crate::explaining::training_explanation(
+                &outcome.model,
+                &batches,
+                &format!("{}@{}", version.dataset, version.id.short()),
+            )
+        })?;
+        let explanation = serde_json::to_vec(&explanation).expect("explanations serialise");
+        let (model_object, leaderboard_object, profile_object, explanation_object) = {
             let _lock = self.objects.lock()?;
             (
                 self.objects.put_bytes(outcome.model.to_bytes()).await?,
                 self.objects.put_bytes(leaderboard).await?,
                 self.objects.put_bytes(profile).await?,
+                self.objects.put_bytes(explanation).await?,
             )
         };
         let m = &outcome.model;
@@ -254,6 +264,7 @@ impl Project {
                 artifacts: serde_json::json!({
                     "leaderboard": leaderboard_object.to_hex(),
                     "profile": profile_object.to_hex(),
+                    "explanation": explanation_object.to_hex(),
                 }),
                 started_at,
                 duration_ms: start.elapsed().as_millis() as i64,

@@ -2,6 +2,7 @@
 
 mod data;
 mod demo;
+mod explain;
 mod init;
 mod models;
 mod monitor;
@@ -50,6 +51,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
                 train::evaluate_cmd(p, args, printer).await
             })
             .await
+        }
+        Command::Explain(args) => {
+            with_project(&locations, async |p| explain::explain(p, args, printer).await).await
         }
         Command::Runs(cmd) => {
             with_project(&locations, async |p| tracking::runs(p, cmd, printer).await).await
