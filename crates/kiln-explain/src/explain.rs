@@ -324,7 +324,7 @@ impl<'m> Explainer<'m> {
             background,
             background_hot: Vec::new(),
             linear_mean: Vec::new(),
-            permutations: 8,
+            permutations: 4,
             seed: 42,
             expected: 0.0,
         };

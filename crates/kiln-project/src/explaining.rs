@@ -78,3 +78,89 @@ impl Project {
         self.run_explanation(&run).await
     }
 }
+
+/// Rows kept as a model's background sample.
+pub const BACKGROUND_ROWS: usize = 100;
+
+/// A background sample for explaining a model trained on `batches`: 100
+/// rows spread over the table, the model's input columns only, as Parquet.
+/// Serving explains non-tree models against it.
+pub fn background_sample(model: &Model, batches: &[RecordBatch]) -> Result<Vec<u8>> {
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let picked = kiln_explain::explain::spread(rows, BACKGROUND_ROWS);
+    let table = crate::monitoring::take_table_rows(batches, &picked)?;
+    let Some(first) = table.first() else {
+        return Err(ProjectError::WrongKind("no rows for a background sample".into()));
+    };
+    let schema = first.schema();
+    let keep: Vec<usize> = model
+        .inputs()
+        .iter()
+        .filter_map(|c| schema.index_of(&c.name).ok())
+        .collect();
+    let projected: Vec<RecordBatch> = table
+        .iter()
+        .map(|b| b.project(&keep))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(kiln_data::DataError::from)?;
+    let schema = projected
+        .first()
+        .map(RecordBatch::schema)
+        .unwrap_or_else(|| std::sync::Arc::new(schema.project(&keep).expect("columns exist")));
+    let mut out = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, schema, None)
+        .map_err(kiln_data::DataError::from)?;
+    for b in &projected {
+        w.write(b).map_err(kiln_data::DataError::from)?;
+    }
+    w.close().map_err(kiln_data::DataError::from)?;
+    Ok(out)
+}
+
+impl Project {
+    /// The background sample a kiln run stored, if any.
+    pub async fn run_background(
+        &self,
+        run: &kiln_store::RunRecord,
+    ) -> Result<Option<Vec<RecordBatch>>> {
+        let Some(hex) = run.artifacts.get("background").and_then(Value::as_str) else {
+            return Ok(None);
+        };
+        let hash = kiln_core::ContentHash::parse(hex)
+            .map_err(|e| ProjectError::WrongKind(format!("run {}: background: {e}", run.id)))?;
+        let bytes = bytes::Bytes::from(self.objects.get_bytes(&hash).await?);
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|b| b.build())
+            .map_err(kiln_data::DataError::from)?;
+        let batches = reader
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(kiln_data::DataError::from)?;
+        Ok(Some(batches))
+    }
+
+    /// The background sample stored with a served model version (`model`
+    /// and `version` as serving names them: a registry version, or a run).
+    pub async fn served_background(
+        &self,
+        model: &str,
+        version: &str,
+    ) -> Result<Option<Vec<RecordBatch>>> {
+        let run_id = if model.starts_with("run-") {
+            Some(version.to_string())
+        } else if let Ok(v) = version.parse::<i64>() {
+            match self.meta.model_version(model, v).await {
+                Ok(mv) => mv.run_id,
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
+        let Some(run_id) = run_id else {
+            return Ok(None);
+        };
+        let Ok(run) = self.meta.run(&run_id).await else {
+            return Ok(None);
+        };
+        self.run_background(&run).await
+    }
+}

@@ -201,13 +201,17 @@ impl Project {
             )
         })?;
         let explanation = serde_json::to_vec(&explanation).expect("explanations serialise");
-        let (model_object, leaderboard_object, profile_object, explanation_object) = {
+        let background = tokio::task::block_in_place(|| {
+            crate::explaining::background_sample(&outcome.model, &batches)
+        })?;
+        let (model_object, leaderboard_object, profile_object, explanation_object, background_object) = {
             let _lock = self.objects.lock()?;
             (
                 self.objects.put_bytes(outcome.model.to_bytes()).await?,
                 self.objects.put_bytes(leaderboard).await?,
                 self.objects.put_bytes(profile).await?,
                 self.objects.put_bytes(explanation).await?,
+                self.objects.put_bytes(background).await?,
             )
         };
         let m = &outcome.model;
@@ -265,6 +269,7 @@ impl Project {
                     "leaderboard": leaderboard_object.to_hex(),
                     "profile": profile_object.to_hex(),
                     "explanation": explanation_object.to_hex(),
+                    "background": background_object.to_hex(),
                 }),
                 started_at,
                 duration_ms: start.elapsed().as_millis() as i64,

@@ -60,9 +60,11 @@
 //! ```
 
 mod decode;
+pub mod explain;
 mod predictor;
 mod typing;
 
+pub use explain::ExplainRequest;
 pub use predictor::Predictor;
 pub use typing::arrow_type;
 

@@ -233,6 +233,12 @@ async fn model_card(project: &Project, v: &ModelVersion) -> anyhow::Result<serde
     let tree = kiln_project::lineage::walk(&project.meta, root, 6).await?;
     let mut data = Vec::new();
     collect_datasets(&tree, &mut data);
+    // What drives its predictions, from the summary `kiln train` stored.
+    let explanation = project
+        .version_explanation(&v.name, v.version)
+        .await
+        .ok()
+        .flatten();
     Ok(serde_json::json!({
         "version": v,
         "run": run.as_ref().map(|r| serde_json::json!({
@@ -241,6 +247,7 @@ async fn model_card(project: &Project, v: &ModelVersion) -> anyhow::Result<serde
             "source_commit": r.source_commit, "source_dirty": r.source_dirty,
         })),
         "data_versions": data,
+        "explanation": explanation,
         "lineage": tree,
     }))
 }
@@ -314,6 +321,53 @@ fn print_card(v: &ModelVersion, card: &serde_json::Value) {
     }
     for kv in &v.tags {
         row(&format!("tag {}", kv.key), kv.value.clone());
+    }
+    // The stored explanation: the columns that move predictions most.
+    let e = &card["explanation"];
+    if let Some(columns) = e["columns"].as_array() {
+        let top: Vec<String> = columns
+            .iter()
+            .take(5)
+            .map(|c| {
+                format!(
+                    "{} {}",
+                    c["column"].as_str().unwrap_or("?"),
+                    c["mean_abs"].as_f64().map(num).unwrap_or_default()
+                )
+            })
+            .collect();
+        row(
+            "explained by",
+            format!(
+                "{} (mean |SHAP| on the {}, {}): {}{}",
+                e["method"].as_str().unwrap_or_default(),
+                e["output"]["name"].as_str().unwrap_or_default(),
+                e["rows"].as_u64().map(|r| format!("{r} held-out rows")).unwrap_or_default(),
+                top.join(", "),
+                if columns.len() > 5 { ", …" } else { "" }
+            ),
+        );
+        if let Some(pi) = e["permutation"]["columns"].as_array() {
+            let top: Vec<String> = pi
+                .iter()
+                .take(5)
+                .map(|c| {
+                    format!(
+                        "{} {}",
+                        c["column"].as_str().unwrap_or("?"),
+                        c["mean"].as_f64().map(num).unwrap_or_default()
+                    )
+                })
+                .collect();
+            row(
+                "permutation importance",
+                format!(
+                    "{} worsens by: {}",
+                    e["permutation"]["metric"].as_str().unwrap_or_default(),
+                    top.join(", ")
+                ),
+            );
+        }
     }
     println!("{t}");
 }

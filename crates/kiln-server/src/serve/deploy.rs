@@ -49,6 +49,9 @@ pub struct Loaded {
     /// The size of the model file.
     pub bytes: usize,
     pub metrics: VersionMetrics,
+    /// The training rows `kiln train` kept for explaining the model
+    /// (`explain=true` on models that are not trees).
+    pub background: Option<Vec<kiln_serve::RecordBatch>>,
 }
 
 /// The versions answering now; replaced whole on a reload.
@@ -267,6 +270,18 @@ pub async fn load(
     let predictor =
         tokio::task::spawn_blocking(move || Predictor::load(&format, &model_bytes, &origin))
             .await??;
+    // Missing or unreadable, a background only limits what can be explained.
+    let background = if fetched.format == "kiln" {
+        project
+            .served_background(&fetched.model_name, &fetched.version)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!("{reference}: its background sample cannot be read: {e}");
+                None
+            })
+    } else {
+        None
+    };
     let load_seconds = t.elapsed().as_secs_f64();
     let vm = metrics.version(deployment, &fetched.model_name, &fetched.version);
     vm.load_seconds.set(load_seconds);
@@ -278,6 +293,7 @@ pub async fn load(
         load_seconds,
         bytes,
         metrics: vm,
+        background,
     }))
 }
 

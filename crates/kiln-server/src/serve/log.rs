@@ -63,6 +63,9 @@ pub struct Record {
     /// The inputs, typed by the model's signature.
     pub inputs: RecordBatch,
     pub predictions: Predictions,
+    /// Each row's explanation as JSON, when the request asked for one
+    /// (`explain=true`): logged for audit.
+    pub explanations: Option<Vec<String>>,
 }
 
 /// The sending side, shared by every request.
@@ -306,6 +309,18 @@ fn to_batch(records: &[Record]) -> Result<RecordBatch, arrow_schema::ArrowError>
             ));
             columns.push(Arc::new(Float64Array::from(p)));
         }
+    }
+    // Explanations, when any record of the segment has them.
+    if records.iter().any(|r| r.explanations.is_some()) {
+        let mut b = arrow_array::builder::StringBuilder::with_capacity(n, n * 256);
+        for r in &records {
+            match &r.explanations {
+                Some(e) => e.iter().for_each(|e| b.append_value(e)),
+                None => (0..r.inputs.num_rows()).for_each(|_| b.append_null()),
+            }
+        }
+        fields.push(Field::new("explanation", DataType::Utf8, true));
+        columns.push(Arc::new(b.finish()));
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }

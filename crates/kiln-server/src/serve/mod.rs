@@ -468,6 +468,8 @@ struct Scored {
     predictions: Predictions,
     unseen: Vec<kiln_ml::preprocess::TransformNote>,
     latency_ms: f64,
+    /// The rows' explanations, when asked for, and the time they took.
+    explanation: Option<(Value, f64)>,
 }
 
 /// Rows above which scoring moves off the async threads.
@@ -475,12 +477,14 @@ const BLOCKING_ROWS: usize = 512;
 
 /// Routes, types, scores; then logs and mirrors to the shadow without
 /// waiting for either.
+#[allow(clippy::too_many_arguments)]
 async fn score(
     s: &ServeState,
     d: &Arc<Deployment>,
     mut frame: Frame,
     key: Option<String>,
     version: Option<&str>,
+    explain: Option<&kiln_serve::ExplainRequest>,
     id: &str,
     started: Instant,
 ) -> Result<Scored, Failure> {
@@ -533,6 +537,37 @@ async fn score(
     };
     let latency = started.elapsed();
     let rows = batch.num_rows();
+    // Explanations follow the prediction (their time is reported apart).
+    let mut explanation = None;
+    let mut logged_explanations = None;
+    if let Some(request) = explain {
+        let t = Instant::now();
+        let explained = if rows > BLOCKING_ROWS {
+            let (l, b, r) = (loaded.clone(), batch.clone(), request.clone());
+            tokio::task::spawn_blocking(move || {
+                kiln_serve::explain::explain(&l.predictor, &b, l.background.as_deref(), &r)
+            })
+            .await
+            .map_err(|e| Failure::internal(format!("explaining failed: {e}")))?
+        } else {
+            kiln_serve::explain::explain(
+                &loaded.predictor,
+                &batch,
+                loaded.background.as_deref(),
+                request,
+            )
+        };
+        match explained {
+            Ok((value, log)) => {
+                explanation = Some((value, t.elapsed().as_secs_f64() * 1000.0));
+                logged_explanations = Some(log);
+            }
+            Err(why) => {
+                vm.client_errors.inc();
+                return Err(Failure::invalid(None, None, format!("explain: {why}")));
+            }
+        }
+    }
     vm.ok.inc();
     d.metrics.answered.inc();
     vm.rows.inc_by(rows as u64);
@@ -565,6 +600,7 @@ async fn score(
             latency_ms,
             inputs: batch,
             predictions: predictions.clone(),
+            explanations: logged_explanations,
         });
     }
     Ok(Scored {
@@ -572,6 +608,7 @@ async fn score(
         predictions,
         unseen,
         latency_ms,
+        explanation,
     })
 }
 
@@ -658,6 +695,7 @@ fn run_shadow(
                     latency_ms: shadow_ms,
                     inputs: batch,
                     predictions: p,
+                    explanations: None,
                 });
             }
         }
@@ -800,7 +838,7 @@ async fn invocations(
                 row: None,
             });
         };
-        let scored = score(&s, d, frame, header_key(&headers), None, &id, started).await?;
+        let scored = score(&s, d, frame, header_key(&headers), None, None, &id, started).await?;
         Ok::<_, Failure>(json!({ "predictions": mlflow_predictions(&scored.loaded, &scored.predictions) }))
     }
     .await;
@@ -1047,7 +1085,7 @@ async fn v2_infer_inner(
             )
         })?;
         let frame = Frame::from_v2(inputs)?;
-        let scored = score(s, d, frame, header_key(headers), version, &id, started).await?;
+        let scored = score(s, d, frame, header_key(headers), version, None, &id, started).await?;
         let p = &scored.predictions;
         let n = p.len();
         let values = prediction_values(&scored.loaded, p);
@@ -1218,13 +1256,8 @@ async fn predict(
     let result = async {
         let d = s.deployment(&name)?;
         let v: Value = serde_json::from_slice(&body).map_err(malformed)?;
-        if v.get("explain").and_then(Value::as_bool) == Some(true) {
-            return Err(Failure::invalid(
-                None,
-                None,
-                "explain=true is not served yet: explanations come with kiln's explainability release",
-            ));
-        }
+        let explain = kiln_serve::ExplainRequest::parse(v.get("explain"))
+            .map_err(|why| Failure::invalid(Some("explain".into()), None, why))?;
         let key = v
             .get("key")
             .map(|k| match k {
@@ -1243,7 +1276,7 @@ async fn predict(
             }
             None => mlflow_frame(&v)?,
         };
-        let scored = score(&s, d, frame, key, None, &id, started).await?;
+        let scored = score(&s, d, frame, key, None, explain.as_ref(), &id, started).await?;
         let mut out = json!({
             "request_id": id,
             "deployment": d.name(),
@@ -1269,6 +1302,10 @@ async fn predict(
         }
         if !scored.unseen.is_empty() {
             out["unseen_categories"] = json!(scored.unseen);
+        }
+        if let Some((explanation, ms)) = scored.explanation {
+            out["explanations"] = explanation;
+            out["explain_ms"] = json!(ms);
         }
         Ok::<_, Failure>(out)
     }
