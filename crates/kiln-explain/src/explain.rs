@@ -14,7 +14,7 @@
 use arrow_array::RecordBatch;
 use kiln_ml::gbdt::Objective;
 use kiln_ml::imported::ImportedModel;
-use kiln_ml::linear::{Link, LinearModel};
+use kiln_ml::linear::{LinearModel, Link};
 use kiln_ml::model::{Learner, Model};
 use kiln_ml::preprocess::{self, FeatureSource};
 use kiln_ml::rng::Rng;
@@ -160,9 +160,10 @@ impl Data {
                     }
                     match (c, &s.columns[j]) {
                         (Column::Numeric(v), Column::Numeric(sv)) => v.fill(sv[from]),
-                        (Column::Categorical { codes, .. }, Column::Categorical { codes: sc, .. }) => {
-                            codes.fill(sc[from])
-                        }
+                        (
+                            Column::Categorical { codes, .. },
+                            Column::Categorical { codes: sc, .. },
+                        ) => codes.fill(sc[from]),
                         _ => unreachable!("one model's features have one kind"),
                     }
                 }
@@ -298,7 +299,11 @@ impl<'m> Explainer<'m> {
                 Some(classes.iter().position(|k| k == c).ok_or_else(|| {
                     ExplainError::Invalid(format!(
                         "the model has no class `{c}`; its classes are {}",
-                        classes.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                        classes
+                            .iter()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ))
                 })?)
             }
@@ -328,7 +333,8 @@ impl<'m> Explainer<'m> {
             seed: 42,
             expected: 0.0,
         };
-        let quoted = |c: &Option<String>| c.as_deref().map(|c| format!(" `{c}`")).unwrap_or_default();
+        let quoted =
+            |c: &Option<String>| c.as_deref().map(|c| format!(" `{c}`")).unwrap_or_default();
         // Raw-score methods: binary models have one score (class 1's).
         let (raw_output, negate) = match (task, class_index) {
             (Task::Binary, Some(0)) => (0, true),
@@ -363,7 +369,11 @@ impl<'m> Explainer<'m> {
             (Subject::Imported(m), _) => match m.trees() {
                 Some(view) => {
                     e.tree = Some(Ensemble::from_view(view, m.inputs().len()));
-                    e.output_name = format!("{}{}", view.raw_name(), quoted(&class_name).replace(" `", " of `"));
+                    e.output_name = format!(
+                        "{}{}",
+                        view.raw_name(),
+                        quoted(&class_name).replace(" `", " of `")
+                    );
                     Ok(())
                 }
                 None => Err(format!(
@@ -420,15 +430,23 @@ impl<'m> Explainer<'m> {
                     self.method.as_str()
                 )));
             }
-            self.expected = self.tree.as_ref().map_or(0.0, |t| t.expected_value()[self.output]);
+            self.expected = self
+                .tree
+                .as_ref()
+                .map_or(0.0, |t| t.expected_value()[self.output]);
             return Ok(());
         };
         if bg.n_rows() == 0 {
-            return Err(ExplainError::Invalid("the background sample has no rows".into()));
+            return Err(ExplainError::Invalid(
+                "the background sample has no rows".into(),
+            ));
         }
         match self.method {
             Method::TreePathDependent => {
-                self.expected = self.tree.as_ref().map_or(0.0, |t| t.expected_value()[self.output]);
+                self.expected = self
+                    .tree
+                    .as_ref()
+                    .map_or(0.0, |t| t.expected_value()[self.output]);
             }
             Method::TreeInterventional => {
                 let tree = self.tree.as_ref().expect("trees");
@@ -444,9 +462,15 @@ impl<'m> Explainer<'m> {
                 self.expected = total / bg.n_rows() as f64;
             }
             Method::Linear => {
-                let Subject::Kiln(m) = self.subject else { unreachable!() };
-                let Learner::Linear { encoder, model } = &m.learner else { unreachable!() };
-                let Data::Features(f) = bg else { unreachable!() };
+                let Subject::Kiln(m) = self.subject else {
+                    unreachable!()
+                };
+                let Learner::Linear { encoder, model } = &m.learner else {
+                    unreachable!()
+                };
+                let Data::Features(f) = bg else {
+                    unreachable!()
+                };
                 let z = encoder.transform(f);
                 let w = encoder.width();
                 let n = f.n_rows();
@@ -510,9 +534,15 @@ impl<'m> Explainer<'m> {
                 .collect());
         }
         if self.method == Method::Linear {
-            let Subject::Kiln(m) = self.subject else { unreachable!() };
-            let Learner::Linear { encoder, model } = &m.learner else { unreachable!() };
-            let Data::Features(f) = data else { unreachable!() };
+            let Subject::Kiln(m) = self.subject else {
+                unreachable!()
+            };
+            let Learner::Linear { encoder, model } = &m.learner else {
+                unreachable!()
+            };
+            let Data::Features(f) = data else {
+                unreachable!()
+            };
             let z = encoder.transform(f);
             let w = encoder.width();
             let coef = &model.coef[self.output * w..(self.output + 1) * w];
@@ -577,9 +607,15 @@ impl<'m> Explainer<'m> {
                 );
             }
             Method::Linear => {
-                let Subject::Kiln(model) = self.subject else { unreachable!() };
-                let Learner::Linear { encoder, model: lm } = &model.learner else { unreachable!() };
-                let Data::Features(f) = data else { unreachable!() };
+                let Subject::Kiln(model) = self.subject else {
+                    unreachable!()
+                };
+                let Learner::Linear { encoder, model: lm } = &model.learner else {
+                    unreachable!()
+                };
+                let Data::Features(f) = data else {
+                    unreachable!()
+                };
                 let z = encoder.transform(f);
                 let w = encoder.width();
                 let coef = &lm.coef[self.output * w..(self.output + 1) * w];
@@ -681,7 +717,10 @@ impl<'m> Explainer<'m> {
                 },
             )
             .map(|(_, _, acc)| acc)
-            .reduce(|| vec![0.0; c * c], |a, b| a.iter().zip(&b).map(|(x, y)| x + y).collect());
+            .reduce(
+                || vec![0.0; c * c],
+                |a, b| a.iter().zip(&b).map(|(x, y)| x + y).collect(),
+            );
         Some(total.into_iter().map(|v| v / n as f64).collect())
     }
 
@@ -736,7 +775,10 @@ impl<'m> Explainer<'m> {
                     Subject::Kiln(m) => m.target.classes.clone(),
                     Subject::Imported(m) => m.classes().to_vec(),
                 };
-                let name = classes.get(best).cloned().unwrap_or_else(|| best.to_string());
+                let name = classes
+                    .get(best)
+                    .cloned()
+                    .unwrap_or_else(|| best.to_string());
                 format!("{name} (p = {})", short(p))
             }
         }
@@ -780,7 +822,10 @@ fn number(v: f64) -> Value {
 }
 
 fn linear_output(model: &LinearModel, class: &Option<String>, target: &str) -> String {
-    let class = class.as_deref().map(|c| format!(" `{c}`")).unwrap_or_default();
+    let class = class
+        .as_deref()
+        .map(|c| format!(" `{c}`"))
+        .unwrap_or_default();
     match model.task {
         Task::Binary => format!("log-odds of{class}"),
         Task::Multiclass => format!("raw score (softmax input) of{class}"),
@@ -800,9 +845,12 @@ fn select(p: &Predictions, output: usize) -> Vec<f64> {
                 v.clone()
             }
         }
-        Predictions::Multiclass { probs, n_classes } => {
-            probs.iter().skip(output).step_by(*n_classes).copied().collect()
-        }
+        Predictions::Multiclass { probs, n_classes } => probs
+            .iter()
+            .skip(output)
+            .step_by(*n_classes)
+            .copied()
+            .collect(),
     }
 }
 
@@ -830,7 +878,12 @@ fn columns_of(subject: Subject<'_>) -> (Vec<String>, Vec<ColumnKind>, Vec<usize>
                     }
                 })
                 .collect();
-            let groups = m.preprocessor.features.iter().map(|(_, s)| source_input(s)).collect();
+            let groups = m
+                .preprocessor
+                .features
+                .iter()
+                .map(|(_, s)| source_input(s))
+                .collect();
             (columns, kinds, groups)
         }
         Subject::Imported(m) => {
@@ -876,7 +929,11 @@ pub fn data_of(subject: Subject<'_>, batches: &[RecordBatch]) -> Result<Data, Ex
                         return Err(ExplainError::Invalid(format!(
                             "the table has no column `{}`, which the model reads (its inputs: {})",
                             input.name,
-                            m.inputs().iter().map(|c| format!("`{}`", c.name)).collect::<Vec<_>>().join(", ")
+                            m.inputs()
+                                .iter()
+                                .map(|c| format!("`{}`", c.name))
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         )));
                     };
                     arrays.push(b.column(i).clone());

@@ -1,7 +1,7 @@
 //! [`explain`]: everything `kiln explain` reports about a model on a
 //! table, as one [`Explanation`].
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch};
 use kiln_ml::metrics::{self, Metric};
 use kiln_ml::rng::Rng;
 use kiln_ml::{Predictions, Target, Task};
@@ -86,11 +86,13 @@ pub fn explain(
     let mut notes = Vec::new();
     // Which method the model gets decides the background's default size.
     let method = crate::explain::method_for(subject, options.choice);
-    let wanted_background = options.background.unwrap_or(if method == Method::Permutation {
-        PERMUTATION_BACKGROUND
-    } else {
-        BACKGROUND
-    });
+    let wanted_background = options
+        .background
+        .unwrap_or(if method == Method::Permutation {
+            PERMUTATION_BACKGROUND
+        } else {
+            BACKGROUND
+        });
     let background = data.take(&spread(n, wanted_background.max(1)));
     let mut explainer = Explainer::new(
         subject,
@@ -132,6 +134,8 @@ pub fn explain(
     let sample = data.take(&sample_rows);
     let values = explainer.attributions(&sample);
     let c = explainer.columns.len();
+    // Columns a model reads in parts (dates): shown as the table has them.
+    let shown = Shown::new(&explainer, batches);
 
     let mut columns: Vec<ColumnSummary> = (0..c)
         .map(|j| {
@@ -146,7 +150,7 @@ pub fn explain(
                     .iter()
                     .enumerate()
                     .map(|(i, &shap)| Point {
-                        value: explainer.value(&sample, i, j),
+                        value: shown.value(&explainer, &sample, i, sample_rows[i], j),
                         shap,
                     })
                     .collect(),
@@ -167,7 +171,7 @@ pub fn explain(
             let mut contributions: Vec<Contribution> = (0..c)
                 .map(|j| Contribution {
                     column: explainer.columns[j].clone(),
-                    value: explainer.value(&rows, i, j),
+                    value: shown.value(&explainer, &rows, i, row, j),
                     shap: phi[j],
                 })
                 .collect();
@@ -319,8 +323,8 @@ fn permutation_importance(
             drops.push(if larger { baseline - s } else { s - baseline });
         }
         let mean = drops.iter().sum::<f64>() / drops.len().max(1) as f64;
-        let var = drops.iter().map(|d| (d - mean).powi(2)).sum::<f64>()
-            / (drops.len().max(2) - 1) as f64;
+        let var =
+            drops.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (drops.len().max(2) - 1) as f64;
         columns.push(Importance {
             column: name.clone(),
             mean,
@@ -352,7 +356,8 @@ fn partial_dependence(explainer: &Explainer<'_>, sample: &Data, j: usize) -> Dep
     let n = data.n_rows();
     let kind = explainer.kinds[j];
     // Grid points as rows of `data` holding each value.
-    let mut cells: Vec<(Value, usize)> = (0..n).map(|r| (explainer.value(&data, r, j), r)).collect();
+    let mut cells: Vec<(Value, usize)> =
+        (0..n).map(|r| (explainer.value(&data, r, j), r)).collect();
     let grid: Vec<(Value, usize)> = match kind {
         ColumnKind::Numeric => {
             cells.retain(|(v, _)| v.as_number().is_some());
@@ -407,5 +412,58 @@ fn partial_dependence(explainer: &Explainer<'_>, sample: &Data, j: usize) -> Dep
         grid: grid.into_iter().map(|(v, _)| v).collect(),
         average,
         ice,
+    }
+}
+
+/// The table's own text of the columns a model reads in parts (a date's
+/// year, month, hour…), which its features cannot show whole.
+struct Shown {
+    /// Per column: the table's cells as text, when the column is read in parts.
+    text: Vec<Option<Vec<Option<String>>>>,
+}
+
+impl Shown {
+    fn new(explainer: &Explainer<'_>, batches: &[RecordBatch]) -> Shown {
+        let text = (0..explainer.columns.len())
+            .map(|j| {
+                if explainer.settable(j) {
+                    return None;
+                }
+                let name = &explainer.columns[j];
+                let mut out = Vec::new();
+                for b in batches {
+                    let Ok(i) = b.schema().index_of(name) else {
+                        return None;
+                    };
+                    let column = b.column(i);
+                    let options = arrow_cast::display::FormatOptions::default();
+                    let f = arrow_cast::display::ArrayFormatter::try_new(column.as_ref(), &options)
+                        .ok()?;
+                    for r in 0..column.len() {
+                        out.push(column.is_valid(r).then(|| f.value(r).to_string()));
+                    }
+                }
+                Some(out)
+            })
+            .collect();
+        Shown { text }
+    }
+
+    /// Row `i` of `data` (row `table_row` of the table), column `j`.
+    fn value(
+        &self,
+        explainer: &Explainer<'_>,
+        data: &Data,
+        i: usize,
+        table_row: usize,
+        j: usize,
+    ) -> Value {
+        match &self.text[j] {
+            Some(cells) => match cells.get(table_row) {
+                Some(Some(s)) => Value::Text(s.clone()),
+                _ => Value::Missing,
+            },
+            None => explainer.value(data, i, j),
+        }
     }
 }

@@ -145,7 +145,15 @@ impl<'a> Ensemble<'a> {
         }
         let mut base = gbdt.init_scores.clone();
         base.resize(outputs, 0.0);
-        Ensemble::finish(nodes, trees, starts, Source::Kiln(gbdt), base, 1.0, n_features)
+        Ensemble::finish(
+            nodes,
+            trees,
+            starts,
+            Source::Kiln(gbdt),
+            base,
+            1.0,
+            n_features,
+        )
     }
 
     /// An imported LightGBM or XGBoost model's trees, weighted as the file
@@ -208,7 +216,9 @@ impl<'a> Ensemble<'a> {
             t.depth = depth(&nodes, t.root) as u32;
         }
         let max_depth = trees.iter().map(|t| t.depth as usize).max().unwrap_or(0);
-        let weighted = nodes.iter().all(|n| n.weight.is_finite() && n.weight >= 0.0);
+        let weighted = nodes
+            .iter()
+            .all(|n| n.weight.is_finite() && n.weight >= 0.0);
         Ensemble {
             nodes,
             trees,
@@ -702,8 +712,16 @@ impl Pair<'_> {
             if v == 0.0 || a + b == 0 {
                 return;
             }
-            let credit = if a > 0 { self.weights.get(a - 1, b) * v } else { 0.0 };
-            let debit = if b > 0 { self.weights.get(a, b - 1) * v } else { 0.0 };
+            let credit = if a > 0 {
+                self.weights.get(a - 1, b) * v
+            } else {
+                0.0
+            };
+            let debit = if b > 0 {
+                self.weights.get(a, b - 1) * v
+            } else {
+                0.0
+            };
             for &f in self.stack.iter() {
                 if self.state[f as usize] == 1 {
                     self.phi[f as usize] += credit;
@@ -824,7 +842,11 @@ mod tests {
                 }
             }
         }
-        e.base[0] + e.trees.iter().map(|t| walk(e, x, other, s, t.root)).sum::<f64>()
+        e.base[0]
+            + e.trees
+                .iter()
+                .map(|t| walk(e, x, other, s, t.root))
+                .sum::<f64>()
     }
 
     fn fact(k: u32) -> f64 {
@@ -900,7 +922,10 @@ mod tests {
             let mut phi = vec![0.0; m as usize];
             e.shap(&hot, &mut scratch, &mut phi);
             let expected = brute_force(&|s| value(&e, &hot, None, s), m);
-            assert!(close(&phi, &expected, 1e-10), "case {case}: {phi:?} vs {expected:?}");
+            assert!(
+                close(&phi, &expected, 1e-10),
+                "case {case}: {phi:?} vs {expected:?}"
+            );
             // They add up to the prediction.
             let total = e.expected_value()[0] + phi.iter().sum::<f64>();
             assert!((total - e.predict(&hot)[0]).abs() < 1e-10);
@@ -926,7 +951,10 @@ mod tests {
             let mut out = vec![0.0; (m * m) as usize];
             e.interactions(&hot, &mut scratch, &mut out);
             let expected = brute_interactions(&|s| value(&e, &hot, None, s), m);
-            assert!(close(&out, &expected, 1e-10), "case {case}: {out:?} vs {expected:?}");
+            assert!(
+                close(&out, &expected, 1e-10),
+                "case {case}: {out:?} vs {expected:?}"
+            );
         }
     }
 
@@ -951,7 +979,10 @@ mod tests {
             let mut state = Vec::new();
             e.shap_interventional(&hx, &hr, &e.pair_weights(), &mut state, &mut phi);
             let expected = brute_force(&|s| value(&e, &hx, Some(&hr), s), m);
-            assert!(close(&phi, &expected, 1e-10), "case {case}: {phi:?} vs {expected:?}");
+            assert!(
+                close(&phi, &expected, 1e-10),
+                "case {case}: {phi:?} vs {expected:?}"
+            );
             let gap = e.predict(&hx)[0] - e.predict(&hr)[0];
             assert!((phi.iter().sum::<f64>() - gap).abs() < 1e-10);
         }
@@ -988,7 +1019,10 @@ mod tests {
             }
         }
         // x0 matters most on average; x3 carries nearly nothing.
-        assert!(mean_abs[0] > mean_abs[1] && mean_abs[1] > mean_abs[3], "{mean_abs:?}");
+        assert!(
+            mean_abs[0] > mean_abs[1] && mean_abs[1] > mean_abs[3],
+            "{mean_abs:?}"
+        );
     }
 
     #[test]

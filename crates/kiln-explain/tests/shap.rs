@@ -104,7 +104,11 @@ fn path_dependent_values_match_the_libraries_pred_contrib_and_shap() {
     for c in cases() {
         let view = c.model.trees().expect("a tree model");
         let e = Ensemble::from_view(view, c.m);
-        assert!(e.weighted(), "{}: the file's counts/covers were read", c.name);
+        assert!(
+            e.weighted(),
+            "{}: the file's counts/covers were read",
+            c.name
+        );
         let expected = e.expected_value();
         let mut scratch = e.scratch();
         let mut hot = Vec::new();
@@ -195,7 +199,12 @@ fn interventional_values_are_exact_and_match_shap_against_the_same_background() 
                 // Additivity against the library's raw scores.
                 let mean = picks.iter().map(|&i| raw(i, o)).sum::<f64>() / picks.len() as f64;
                 let total: f64 = phi[o * c.m..(o + 1) * c.m].iter().sum();
-                assert_close(&format!("{} row {r} sum", c.name), mean + total, raw(r, o), s);
+                assert_close(
+                    &format!("{} row {r} sum", c.name),
+                    mean + total,
+                    raw(r, o),
+                    s,
+                );
             }
         }
         // The Shapley values by definition, from the library's predictions.
@@ -226,8 +235,8 @@ fn interventional_values_are_exact_and_match_shap_against_the_same_background() 
         // not the classes' mean margins (kiln's are: the additivity check
         // above), so they are compared for one-output models.
         if c.k == 1 {
-            let mean = background.iter().map(|h| e.predict(h)[0]).sum::<f64>()
-                / background.len() as f64;
+            let mean =
+                background.iter().map(|h| e.predict(h)[0]).sum::<f64>() / background.len() as f64;
             let want = num(&c.doc["interventional"]["expected"][0]);
             assert_close(&format!("{} expected value", c.name), mean, want, wide);
         }
@@ -268,7 +277,12 @@ fn interaction_values_match_shap() {
                     assert_close(&what, row.iter().sum(), num(&native[o * (m + 1) + i]), s);
                     for j in 0..m {
                         let what = format!("{} row {r} output {o} pair ({i}, {j})", c.name);
-                        assert_close(&what, out[o * m * m + i * m + j], out[o * m * m + j * m + i], s);
+                        assert_close(
+                            &what,
+                            out[o * m * m + i * m + j],
+                            out[o * m * m + j * m + i],
+                            s,
+                        );
                         if let Some(values) = values {
                             let want = num(&values[r][o][i][j]);
                             assert_close(&what, out[o * m * m + i * m + j], want, s);

@@ -68,7 +68,11 @@ impl Project {
 
     /// The explanation summary of registered version `version` of `model`,
     /// when it came from a kiln run.
-    pub async fn version_explanation(&self, model: &str, version: i64) -> Result<Option<Explanation>> {
+    pub async fn version_explanation(
+        &self,
+        model: &str,
+        version: i64,
+    ) -> Result<Option<Explanation>> {
         let Some(run_id) = self.meta.model_version(model, version).await?.run_id else {
             return Ok(None);
         };
@@ -90,7 +94,9 @@ pub fn background_sample(model: &Model, batches: &[RecordBatch]) -> Result<Vec<u
     let picked = kiln_explain::explain::spread(rows, BACKGROUND_ROWS);
     let table = crate::monitoring::take_table_rows(batches, &picked)?;
     let Some(first) = table.first() else {
-        return Err(ProjectError::WrongKind("no rows for a background sample".into()));
+        return Err(ProjectError::WrongKind(
+            "no rows for a background sample".into(),
+        ));
     };
     let schema = first.schema();
     let keep: Vec<usize> = model

@@ -190,7 +190,10 @@ pub fn training_profile(model: &Model, batches: &[RecordBatch], source: &str) ->
 }
 
 /// The rows `sorted` (row numbers across all batches, ascending) of a table.
-pub(crate) fn take_table_rows(batches: &[RecordBatch], sorted: &[usize]) -> Result<Vec<RecordBatch>> {
+pub(crate) fn take_table_rows(
+    batches: &[RecordBatch],
+    sorted: &[usize],
+) -> Result<Vec<RecordBatch>> {
     let mut out = Vec::with_capacity(batches.len());
     let (mut start, mut k) = (0usize, 0usize);
     for b in batches {

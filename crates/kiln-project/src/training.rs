@@ -204,7 +204,13 @@ impl Project {
         let background = tokio::task::block_in_place(|| {
             crate::explaining::background_sample(&outcome.model, &batches)
         })?;
-        let (model_object, leaderboard_object, profile_object, explanation_object, background_object) = {
+        let (
+            model_object,
+            leaderboard_object,
+            profile_object,
+            explanation_object,
+            background_object,
+        ) = {
             let _lock = self.objects.lock()?;
             (
                 self.objects.put_bytes(outcome.model.to_bytes()).await?,

@@ -84,11 +84,10 @@ pub fn explain(
         .map_err(|e| e.to_string())?;
     let method = kiln_explain::explain::method_for(subject, Choice::Auto);
     let background = match background {
-        Some(bg) if method != kiln_explain::report::Method::TreePathDependent => {
-            Some(kiln_explain::explain::data_of(subject, bg).map_err(|e| {
-                format!("the model's background sample does not fit it: {e}")
-            })?)
-        }
+        Some(bg) if method != kiln_explain::report::Method::TreePathDependent => Some(
+            kiln_explain::explain::data_of(subject, bg)
+                .map_err(|e| format!("the model's background sample does not fit it: {e}"))?,
+        ),
         _ => None,
     };
     let explainer = Explainer::new(subject, Choice::Auto, request.class.as_deref(), background)

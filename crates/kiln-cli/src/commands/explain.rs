@@ -13,14 +13,18 @@ use crate::commands::monitor::write_atomically;
 use crate::output::{Printer, table, thousands};
 use kiln_core::Progress;
 
-pub async fn explain(project: &Project, args: ExplainArgs, p: Printer) -> anyhow::Result<ExitStatus> {
+pub async fn explain(
+    project: &Project,
+    args: ExplainArgs,
+    p: Printer,
+) -> anyhow::Result<ExitStatus> {
     let choice = match args.method.as_str() {
         "auto" => Choice::Auto,
         "interventional" => Choice::Interventional,
         "permutation" => Choice::Permutation,
-        other => bail!(
-            "`--method {other}` is not a method: use auto, interventional or permutation"
-        ),
+        other => {
+            bail!("`--method {other}` is not a method: use auto, interventional or permutation")
+        }
     };
     if args.background == Some(0) {
         bail!("`--background 0`: the background sample needs rows; the default is 100");
@@ -170,11 +174,7 @@ fn print_explanation(e: &Explanation, label: &str, top: usize, p: Printer) {
         );
         let mut t = table(&["column", "value", "SHAP"]);
         for c in l.contributions.iter().take(top.max(1)) {
-            t.add_row(vec![
-                c.column.clone(),
-                c.value.to_string(),
-                signed(c.shap),
-            ]);
+            t.add_row(vec![c.column.clone(), c.value.to_string(), signed(c.shap)]);
         }
         println!("{t}");
     }

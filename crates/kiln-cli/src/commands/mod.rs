@@ -53,7 +53,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             .await
         }
         Command::Explain(args) => {
-            with_project(&locations, async |p| explain::explain(p, args, printer).await).await
+            with_project(&locations, async |p| {
+                explain::explain(p, args, printer).await
+            })
+            .await
         }
         Command::Runs(cmd) => {
             with_project(&locations, async |p| tracking::runs(p, cmd, printer).await).await

@@ -342,7 +342,10 @@ fn print_card(v: &ModelVersion, card: &serde_json::Value) {
                 "{} (mean |SHAP| on the {}, {}): {}{}",
                 e["method"].as_str().unwrap_or_default(),
                 e["output"]["name"].as_str().unwrap_or_default(),
-                e["rows"].as_u64().map(|r| format!("{r} held-out rows")).unwrap_or_default(),
+                e["rows"]
+                    .as_u64()
+                    .map(|r| format!("{r} held-out rows"))
+                    .unwrap_or_default(),
                 top.join(", "),
                 if columns.len() > 5 { ", …" } else { "" }
             ),

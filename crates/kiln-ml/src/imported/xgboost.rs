@@ -516,9 +516,7 @@ fn add_tree(
             })
         })
         .map_err(damaged)?;
-    forest.set_weights(&placed, |i| {
-        cover.as_ref().map_or(f64::NAN, |c| c[i])
-    });
+    forest.set_weights(&placed, |i| cover.as_ref().map_or(f64::NAN, |c| c[i]));
     Ok(())
 }
 

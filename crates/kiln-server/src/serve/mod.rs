@@ -1085,7 +1085,17 @@ async fn v2_infer_inner(
             )
         })?;
         let frame = Frame::from_v2(inputs)?;
-        let scored = score(s, d, frame, header_key(headers), version, None, &id, started).await?;
+        let scored = score(
+            s,
+            d,
+            frame,
+            header_key(headers),
+            version,
+            None,
+            &id,
+            started,
+        )
+        .await?;
         let p = &scored.predictions;
         let n = p.len();
         let values = prediction_values(&scored.loaded, p);
