@@ -11,6 +11,10 @@
 //!   --trees N --leaves L --lr X --threads T --max-bin B --min-child-samples M`
 //!                              fits kiln's boosted trees alone (see bench/ml.sh)
 //!
+//! `kiln-bench shap --model F --data F --threads T --method path|interventional
+//!   --background N --single K`
+//!                              kiln's SHAP engine alone (see bench/explain.sh)
+//!
 //! `kiln-bench hello --port P [--host H]`
 //!                              a hello-world axum server answering a fixed
 //!                              prediction on `POST /invocations`, the HTTP
@@ -26,11 +30,16 @@ use kiln_data::read::{ReadOptions, open};
 
 mod gbdt;
 mod hello;
+mod shap;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("gbdt") {
         gbdt::run(&args[2..]);
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("shap") {
+        shap::run(&args[2..]);
         return;
     }
     if args.get(1).map(String::as_str) == Some("hello") {

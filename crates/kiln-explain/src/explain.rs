@@ -20,6 +20,7 @@ use kiln_ml::preprocess::{self, FeatureSource};
 use kiln_ml::rng::Rng;
 use kiln_ml::{Column, Features, MlError, Predictions, Task};
 use rayon::prelude::*;
+use std::sync::Arc;
 
 use crate::report::{ColumnKind, Method, Value};
 use crate::tree::{Ensemble, Row, Scratch};
@@ -205,6 +206,24 @@ impl Data {
     }
 }
 
+/// The trees of `subject` flattened for TreeSHAP, when it is a tree model
+/// (kiln's boosted trees, LightGBM, XGBoost): what
+/// [`Explainer::with_trees`] takes, built once per model.
+pub fn trees_of(subject: Subject<'_>) -> Option<Arc<Ensemble>> {
+    match subject {
+        Subject::Kiln(m) => match &m.learner {
+            Learner::Gbdt(g) => Some(Arc::new(Ensemble::from_gbdt(
+                g,
+                m.preprocessor.features.len(),
+            ))),
+            _ => None,
+        },
+        Subject::Imported(m) => m
+            .trees()
+            .map(|v| Arc::new(Ensemble::from_view(v, m.inputs().len()))),
+    }
+}
+
 /// The method [`Explainer::new`] picks for `subject` under `choice`.
 pub fn method_for(subject: Subject<'_>, choice: Choice) -> Method {
     let trees = |weighted: bool| {
@@ -222,7 +241,7 @@ pub fn method_for(subject: Subject<'_>, choice: Choice) -> Method {
             Learner::Ensemble { .. } => Method::Permutation,
         },
         (Subject::Imported(m), _) => match m.trees() {
-            Some(view) => trees(Ensemble::from_view(view, m.inputs().len()).weighted()),
+            Some(view) => trees((0..view.n_nodes() as u32).all(|i| view.weight(i).is_some())),
             None => Method::Permutation,
         },
     }
@@ -251,7 +270,7 @@ pub struct Explainer<'m> {
     /// What the explained output is, in words, and its class.
     pub output_name: String,
     pub class: Option<String>,
-    tree: Option<Ensemble<'m>>,
+    tree: Option<Arc<Ensemble>>,
     background: Option<Data>,
     /// Interventional: the background rows' hot bits.
     background_hot: Vec<Vec<bool>>,
@@ -274,6 +293,18 @@ impl<'m> Explainer<'m> {
         choice: Choice,
         class: Option<&str>,
         background: Option<Data>,
+    ) -> Result<Explainer<'m>, ExplainError> {
+        Explainer::with_trees(subject, choice, class, background, None)
+    }
+
+    /// [`Explainer::new`] with the model's trees already flattened
+    /// ([`trees_of`]), as a server keeps them between requests.
+    pub fn with_trees(
+        subject: Subject<'m>,
+        choice: Choice,
+        class: Option<&str>,
+        background: Option<Data>,
+        trees: Option<Arc<Ensemble>>,
     ) -> Result<Explainer<'m>, ExplainError> {
         let (columns, kinds, groups) = columns_of(subject);
         let classes = match subject {
@@ -346,7 +377,7 @@ impl<'m> Explainer<'m> {
             (Subject::Kiln(m), _) => match &m.learner {
                 Learner::Gbdt(g) => {
                     let n = m.preprocessor.features.len();
-                    e.tree = Some(Ensemble::from_gbdt(g, n));
+                    e.tree = Some(trees.unwrap_or_else(|| Arc::new(Ensemble::from_gbdt(g, n))));
                     e.output_name = match g.objective {
                         Objective::Binary => format!("log-odds of{}", quoted(&class_name)),
                         Objective::Multiclass { .. } => {
@@ -368,12 +399,13 @@ impl<'m> Explainer<'m> {
             },
             (Subject::Imported(m), _) => match m.trees() {
                 Some(view) => {
-                    e.tree = Some(Ensemble::from_view(view, m.inputs().len()));
                     e.output_name = format!(
                         "{}{}",
                         view.raw_name(),
                         quoted(&class_name).replace(" `", " of `")
                     );
+                    let n = m.inputs().len();
+                    e.tree = Some(trees.unwrap_or_else(|| Arc::new(Ensemble::from_view(view, n))));
                     Ok(())
                 }
                 None => Err(format!(
@@ -583,6 +615,23 @@ impl<'m> Explainer<'m> {
                 let m = tree.n_features();
                 let k = tree.n_outputs();
                 let weights = tree.pair_weights();
+                // A row or two (serving): the trees are shared out instead.
+                if self.method == Method::TreePathDependent && n < rayon::current_num_threads() {
+                    let mut hot = Vec::new();
+                    let mut phi = vec![0.0; k * m];
+                    for (r, row) in out.chunks_mut(c).enumerate() {
+                        phi.fill(0.0);
+                        tree.hot(data.row(r), &mut hot);
+                        tree.shap_split(&hot, &mut phi);
+                        for (f, p) in phi[self.output * m..(self.output + 1) * m]
+                            .iter()
+                            .enumerate()
+                        {
+                            row[self.groups[f]] += sign * p;
+                        }
+                    }
+                    return out;
+                }
                 out.par_chunks_mut(c).enumerate().for_each_init(
                     || (tree.scratch(), vec![0.0; k * m], Vec::new()),
                     |(scratch, phi, state): &mut (Scratch, Vec<f64>, Vec<u8>), (r, row)| {
@@ -709,7 +758,8 @@ impl<'m> Explainer<'m> {
                     for a in 0..c {
                         for b in 0..c {
                             if a != b {
-                                acc[a * c + b] += (cols[a * c + b] + cols[b * c + a]).abs();
+                                let v: f64 = cols[a * c + b] + cols[b * c + a];
+                                acc[a * c + b] += v.abs();
                             }
                         }
                     }

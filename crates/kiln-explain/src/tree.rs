@@ -37,10 +37,40 @@
 
 use kiln_ml::Features;
 use kiln_ml::gbdt::Gbdt;
+use kiln_ml::gbdt::tree::Node as KilnNode;
 use kiln_ml::imported::{TreeView, ViewNode};
 
 /// No feature: the root's placeholder on a path, and a leaf's `feature`.
 const NONE: u32 = u32::MAX;
+
+/// Leaves whose paths are shorter than this (in distinct features) are
+/// credited by the fast loop; longer ones by [`unwound_sum`].
+const SHORT: usize = 64;
+
+/// Paths longer than this (in distinct features) divide instead of
+/// looking reciprocals up.
+const RECIPROCALS: usize = 256;
+
+/// `1 / k` for `k` in `0..RECIPROCALS` (0 for k = 0): the path arithmetic
+/// multiplies by these instead of dividing, which is several times slower.
+static RECIP: [f64; RECIPROCALS] = {
+    let mut r = [0.0; RECIPROCALS];
+    let mut k = 1;
+    while k < RECIPROCALS {
+        r[k] = 1.0 / k as f64;
+        k += 1;
+    }
+    r
+};
+
+#[inline(always)]
+fn recip(k: usize) -> f64 {
+    if k < RECIPROCALS {
+        RECIP[k]
+    } else {
+        1.0 / k as f64
+    }
+}
 
 /// One node: a split (`feature != NONE`) or a leaf.
 #[derive(Debug, Clone, Copy)]
@@ -62,11 +92,11 @@ struct TreeInfo {
 }
 
 /// Where a model's nodes come from, to fill a row's hot bits.
-#[derive(Debug, Clone, Copy)]
-enum Source<'a> {
-    /// Kiln trees: tree `t`'s node `i` is ensemble node `starts[t] + i`.
-    Kiln(&'a Gbdt),
-    Imported(TreeView<'a>),
+#[derive(Debug, Clone)]
+enum Source {
+    /// Kiln's splits, each with its ensemble node.
+    Kiln(Vec<(u32, KilnNode)>),
+    Imported(TreeView),
 }
 
 /// A row as a model reads it.
@@ -82,13 +112,13 @@ pub enum Row<'a> {
 /// raw score (before the link: log-odds, softmax input, log), one vector
 /// per output.
 #[derive(Debug, Clone)]
-pub struct Ensemble<'a> {
+pub struct Ensemble {
     nodes: Vec<Node>,
     trees: Vec<TreeInfo>,
-    /// Kiln trees: where each tree's splits start in `nodes`.
-    starts: Vec<u32>,
-    source: Source<'a>,
+    source: Source,
     base: Vec<f64>,
+    /// [`Ensemble::expected_value`], computed once.
+    expected: Vec<f64>,
     scale: f64,
     n_features: usize,
     max_depth: usize,
@@ -96,13 +126,13 @@ pub struct Ensemble<'a> {
     weighted: bool,
 }
 
-impl<'a> Ensemble<'a> {
+impl Ensemble {
     /// Kiln's boosted trees, weighted by training row counts.
-    pub fn from_gbdt(gbdt: &'a Gbdt, n_features: usize) -> Ensemble<'a> {
+    pub fn from_gbdt(gbdt: &Gbdt, n_features: usize) -> Ensemble {
         let outputs = gbdt.init_scores.len().max(1);
         let mut nodes = Vec::new();
         let mut trees = Vec::with_capacity(gbdt.trees.len());
-        let mut starts = Vec::with_capacity(gbdt.trees.len());
+        let mut splits = Vec::new();
         for (t, tree) in gbdt.trees.iter().enumerate() {
             let start = nodes.len() as u32;
             let leaf_start = start + tree.nodes.len() as u32;
@@ -113,8 +143,8 @@ impl<'a> Ensemble<'a> {
                     leaf_start + !c as u32
                 }
             };
-            starts.push(start);
             for n in &tree.nodes {
+                splits.push((nodes.len() as u32, n.clone()));
                 nodes.push(Node {
                     feature: n.feature,
                     left: child(n.left),
@@ -145,20 +175,12 @@ impl<'a> Ensemble<'a> {
         }
         let mut base = gbdt.init_scores.clone();
         base.resize(outputs, 0.0);
-        Ensemble::finish(
-            nodes,
-            trees,
-            starts,
-            Source::Kiln(gbdt),
-            base,
-            1.0,
-            n_features,
-        )
+        Ensemble::finish(nodes, trees, Source::Kiln(splits), base, 1.0, n_features)
     }
 
     /// An imported LightGBM or XGBoost model's trees, weighted as the file
     /// records (row counts, hessian cover).
-    pub fn from_view(view: TreeView<'a>, n_features: usize) -> Ensemble<'a> {
+    pub fn from_view(view: TreeView, n_features: usize) -> Ensemble {
         let mut nodes: Vec<Node> = (0..view.n_nodes() as u32)
             .map(|i| {
                 let weight = view.weight(i).unwrap_or(f64::NAN);
@@ -192,13 +214,13 @@ impl<'a> Ensemble<'a> {
                 depth: 0,
             })
             .collect();
+        let (base, scale) = (view.base(), view.scale());
         Ensemble::finish(
             nodes,
             trees,
-            Vec::new(),
             Source::Imported(view),
-            view.base(),
-            view.scale(),
+            base,
+            scale,
             n_features,
         )
     }
@@ -206,12 +228,11 @@ impl<'a> Ensemble<'a> {
     fn finish(
         nodes: Vec<Node>,
         mut trees: Vec<TreeInfo>,
-        starts: Vec<u32>,
-        source: Source<'a>,
+        source: Source,
         base: Vec<f64>,
         scale: f64,
         n_features: usize,
-    ) -> Ensemble<'a> {
+    ) -> Ensemble {
         for t in &mut trees {
             t.depth = depth(&nodes, t.root) as u32;
         }
@@ -219,17 +240,24 @@ impl<'a> Ensemble<'a> {
         let weighted = nodes
             .iter()
             .all(|n| n.weight.is_finite() && n.weight >= 0.0);
-        Ensemble {
+        let mut e = Ensemble {
             nodes,
             trees,
-            starts,
             source,
             base,
+            expected: Vec::new(),
             scale,
             n_features,
             max_depth,
             weighted,
+        };
+        let mut expected = e.base.clone();
+        for t in &e.trees {
+            expected[t.output as usize] += e.expected(t.root);
         }
+        expected.iter_mut().for_each(|v| *v *= e.scale);
+        e.expected = expected;
+        e
     }
 
     pub fn n_outputs(&self) -> usize {
@@ -254,13 +282,10 @@ impl<'a> Ensemble<'a> {
     pub fn hot(&self, row: Row<'_>, hot: &mut Vec<bool>) {
         hot.clear();
         hot.resize(self.nodes.len(), false);
-        match (self.source, row) {
-            (Source::Kiln(gbdt), Row::Features(features, r)) => {
-                for (tree, &start) in gbdt.trees.iter().zip(&self.starts) {
-                    let hot = &mut hot[start as usize..start as usize + tree.nodes.len()];
-                    for (h, n) in hot.iter_mut().zip(&tree.nodes) {
-                        *h = n.goes_left(features, r);
-                    }
+        match (&self.source, row) {
+            (Source::Kiln(splits), Row::Features(features, r)) => {
+                for (at, n) in splits {
+                    hot[*at as usize] = n.goes_left(features, r);
                 }
             }
             (Source::Imported(view), Row::Dense(x)) => {
@@ -292,12 +317,7 @@ impl<'a> Ensemble<'a> {
     /// The expected raw score per output under the training weights: what
     /// path-dependent attributions start from.
     pub fn expected_value(&self) -> Vec<f64> {
-        let mut out = self.base.clone();
-        for t in &self.trees {
-            out[t.output as usize] += self.expected(t.root);
-        }
-        out.iter_mut().for_each(|v| *v *= self.scale);
-        out
+        self.expected.clone()
     }
 
     fn expected(&self, i: u32) -> f64 {
@@ -318,6 +338,7 @@ impl<'a> Ensemble<'a> {
         let d = self.max_depth + 2;
         Scratch {
             path: vec![Elem::default(); d * (d + 1) / 2 + d + 1],
+            coefficients: vec![0.0; 3 * SHORT],
             hot: Vec::new(),
             on: Vec::new(),
             off: Vec::new(),
@@ -333,17 +354,85 @@ impl<'a> Ensemble<'a> {
     /// When the weights are unknown ([`Ensemble::weighted`] is false).
     pub fn shap(&self, hot: &[bool], scratch: &mut Scratch, phi: &mut [f64]) {
         assert!(self.weighted, "path-dependent SHAP needs training weights");
-        self.shap_conditioned(hot, &mut scratch.path, phi, Condition::None);
+        self.shap_conditioned(
+            hot,
+            &mut scratch.path,
+            &mut scratch.coefficients,
+            phi,
+            Condition::None,
+        );
     }
 
-    fn shap_conditioned(&self, hot: &[bool], path: &mut [Elem], phi: &mut [f64], c: Condition) {
+    /// [`Ensemble::shap`] with the trees shared out among rayon's threads:
+    /// for one row, or a few, whose latency matters (serving).
+    pub fn shap_split(&self, hot: &[bool], phi: &mut [f64]) {
+        use rayon::prelude::*;
+        assert!(self.weighted, "path-dependent SHAP needs training weights");
+        let threads = rayon::current_num_threads().max(1);
+        if threads == 1 || self.trees.len() < 2 * threads {
+            let mut scratch = self.scratch();
+            return self.shap_trees(
+                &self.trees,
+                hot,
+                &mut scratch.path,
+                &mut scratch.coefficients,
+                phi,
+                Condition::None,
+            );
+        }
+        let chunk = self.trees.len().div_ceil(threads);
+        let parts: Vec<Vec<f64>> = self
+            .trees
+            .par_chunks(chunk)
+            .map(|trees| {
+                let mut part = vec![0.0; phi.len()];
+                let mut scratch = self.scratch();
+                self.shap_trees(
+                    trees,
+                    hot,
+                    &mut scratch.path,
+                    &mut scratch.coefficients,
+                    &mut part,
+                    Condition::None,
+                );
+                part
+            })
+            .collect();
+        for part in parts {
+            for (p, v) in phi.iter_mut().zip(part) {
+                *p += v;
+            }
+        }
+    }
+
+    fn shap_conditioned(
+        &self,
+        hot: &[bool],
+        path: &mut [Elem],
+        coefficients: &mut [f64],
+        phi: &mut [f64],
+        c: Condition,
+    ) {
+        self.shap_trees(&self.trees, hot, path, coefficients, phi, c);
+    }
+
+    fn shap_trees(
+        &self,
+        trees: &[TreeInfo],
+        hot: &[bool],
+        path: &mut [Elem],
+        coefficients: &mut [f64],
+        phi: &mut [f64],
+        c: Condition,
+    ) {
         let m = self.n_features;
-        for t in &self.trees {
+        for t in trees {
             let out = &mut phi[t.output as usize * m..(t.output as usize + 1) * m];
             let mut walk = Walk {
                 nodes: &self.nodes,
                 hot,
                 path,
+                coefficients,
                 phi: out,
                 scale: self.scale,
                 condition: c,
@@ -362,7 +451,13 @@ impl<'a> Ensemble<'a> {
         let m = self.n_features;
         let k = self.n_outputs();
         let mut phi = vec![0.0; k * m];
-        self.shap_conditioned(hot, &mut scratch.path, &mut phi, Condition::None);
+        self.shap_conditioned(
+            hot,
+            &mut scratch.path,
+            &mut scratch.coefficients,
+            &mut phi,
+            Condition::None,
+        );
         let used = self.used_features();
         scratch.on.resize(k * m, 0.0);
         scratch.off.resize(k * m, 0.0);
@@ -376,8 +471,20 @@ impl<'a> Ensemble<'a> {
             scratch.off.fill(0.0);
             let mut on = std::mem::take(&mut scratch.on);
             let mut off = std::mem::take(&mut scratch.off);
-            self.shap_conditioned(hot, &mut scratch.path, &mut on, Condition::On(i));
-            self.shap_conditioned(hot, &mut scratch.path, &mut off, Condition::Off(i));
+            self.shap_conditioned(
+                hot,
+                &mut scratch.path,
+                &mut scratch.coefficients,
+                &mut on,
+                Condition::On(i),
+            );
+            self.shap_conditioned(
+                hot,
+                &mut scratch.path,
+                &mut scratch.coefficients,
+                &mut off,
+                Condition::Off(i),
+            );
             for o in 0..k {
                 for j in 0..m {
                     if j == i as usize {
@@ -459,6 +566,7 @@ fn depth(nodes: &[Node], i: u32) -> usize {
 #[derive(Debug, Clone)]
 pub struct Scratch {
     path: Vec<Elem>,
+    coefficients: Vec<f64>,
     /// Hot bits, for callers that want a buffer to fill.
     pub hot: Vec<bool>,
     on: Vec<f64>,
@@ -496,6 +604,8 @@ struct Walk<'w> {
     nodes: &'w [Node],
     hot: &'w [bool],
     path: &'w mut [Elem],
+    /// A leaf's weights and unwinding coefficients: 3 × [`SHORT`].
+    coefficients: &'w mut [f64],
     phi: &'w mut [f64],
     scale: f64,
     condition: Condition,
@@ -518,7 +628,9 @@ impl Walk<'_> {
         extend: bool,
         fraction: f64,
     ) {
-        if fraction == 0.0 {
+        // No coalition follows this edge (an empty branch): nothing below
+        // it is credited to anyone.
+        if fraction == 0.0 || (zero == 0.0 && one == 0.0) {
             return;
         }
         let me = off + len;
@@ -532,10 +644,47 @@ impl Walk<'_> {
         if node.feature == NONE {
             let path = &self.path[me..me + n];
             let value = node.value * fraction * self.scale;
-            for i in 1..n {
-                let e = path[i];
-                let w = unwound_sum(path, i);
-                self.phi[e.feature as usize] += w * (e.one - e.zero) * value;
+            let d = n - 1;
+            if d >= SHORT {
+                for i in 1..n {
+                    let e = path[i];
+                    let w = unwound_sum(path, i);
+                    self.phi[e.feature as usize] += w * (e.one - e.zero) * value;
+                }
+                return;
+            }
+            // Each element's unwinding is a recurrence over the path's
+            // weights with coefficients shared by all of them: computed
+            // once per leaf, in floating point (no integer conversions in
+            // the loops).
+            let (w, rest) = self.coefficients.split_at_mut(SHORT);
+            let (a, b) = rest.split_at_mut(SHORT);
+            let mut cold = 0.0;
+            for i in 0..d {
+                w[i] = path[i].weight;
+                a[i] = recip(i + 1);
+                b[i] = (d - i) as f64 * a[i];
+                // An element whose coalitions never follow the path (`one`
+                // is 0: a cold branch) unwinds to a sum that does not
+                // depend on it: this one, over its `zero`.
+                cold += w[i] * recip(d - i);
+            }
+            let top = path[d].weight;
+            let scale = (d + 1) as f64 * value;
+            for e in &path[1..n] {
+                let total = if e.one == 0.0 {
+                    cold / e.zero
+                } else {
+                    let inv_one = 1.0 / e.one;
+                    let k = inv_one * e.zero;
+                    let (mut next, mut sum) = (top, 0.0);
+                    for i in (0..d).rev() {
+                        sum += next * a[i];
+                        next = w[i] - next * (k * b[i]);
+                    }
+                    sum * inv_one
+                };
+                self.phi[e.feature as usize] += total * scale * (e.one - e.zero);
             }
             return;
         }
@@ -605,10 +754,11 @@ fn extend_path(path: &mut [Elem], n: usize, zero: f64, one: f64, feature: u32) {
         one,
         weight: if n == 0 { 1.0 } else { 0.0 },
     };
-    let d = (n + 1) as f64;
+    let inv = recip(n + 1);
+    let (one, zero) = (one * inv, zero * inv);
     for i in (0..n).rev() {
-        path[i + 1].weight += one * path[i].weight * (i + 1) as f64 / d;
-        path[i].weight = zero * path[i].weight * (n - i) as f64 / d;
+        path[i + 1].weight += one * path[i].weight * (i + 1) as f64;
+        path[i].weight = zero * path[i].weight * (n - i) as f64;
     }
 }
 
@@ -620,13 +770,18 @@ fn unwind_path(path: &mut [Elem], k: usize) {
     let (one, zero) = (path[k].one, path[k].zero);
     let mut next = path[d].weight;
     let dd = (d + 1) as f64;
-    for i in (0..d).rev() {
-        if one != 0.0 {
+    let inv_dd = recip(d + 1);
+    if one != 0.0 {
+        let scale = dd / one;
+        for i in (0..d).rev() {
             let t = path[i].weight;
-            path[i].weight = next * dd / ((i + 1) as f64 * one);
-            next = t - path[i].weight * zero * (d - i) as f64 / dd;
-        } else {
-            path[i].weight = path[i].weight * dd / (zero * (d - i) as f64);
+            path[i].weight = next * scale * recip(i + 1);
+            next = t - path[i].weight * zero * (d - i) as f64 * inv_dd;
+        }
+    } else {
+        let scale = dd / zero;
+        for i in (0..d).rev() {
+            path[i].weight *= scale * recip(d - i);
         }
     }
     for i in k..d {
@@ -644,15 +799,18 @@ fn unwound_sum(path: &[Elem], k: usize) -> f64 {
     let mut next = path[d].weight;
     let mut total = 0.0;
     if one != 0.0 {
+        let inv_one = 1.0 / one;
         for i in (0..d).rev() {
-            let t = next / ((i + 1) as f64 * one);
+            let t = next * recip(i + 1) * inv_one;
             total += t;
             next = path[i].weight - t * zero * (d - i) as f64;
         }
     } else {
+        let inv_zero = 1.0 / zero;
         for i in (0..d).rev() {
-            total += path[i].weight / (zero * (d - i) as f64);
+            total += path[i].weight * recip(d - i);
         }
+        total *= inv_zero;
     }
     total * (d + 1) as f64
 }
@@ -1023,6 +1181,28 @@ mod tests {
             mean_abs[0] > mean_abs[1] && mean_abs[1] > mean_abs[3],
             "{mean_abs:?}"
         );
+    }
+
+    #[test]
+    fn trees_shared_out_among_threads_give_the_same_values() {
+        let mut rng = SmallRng::seed_from_u64(11);
+        let trees = (0..64).map(|_| random_tree(&mut rng, 6, 7)).collect();
+        let gbdt = model(trees, 6);
+        let e = Ensemble::from_gbdt(&gbdt, 6);
+        let x: Vec<f64> = (0..6).map(|_| rng.random()).collect();
+        let f = features(std::slice::from_ref(&x));
+        let mut hot = Vec::new();
+        e.hot(Row::Features(&f, 0), &mut hot);
+        let mut one = vec![0.0; 6];
+        e.shap(&hot, &mut e.scratch(), &mut one);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let mut split = vec![0.0; 6];
+        pool.install(|| e.shap_split(&hot, &mut split));
+        assert!(close(&one, &split, 1e-10), "{one:?} vs {split:?}");
+        assert!(one.iter().any(|v| v.abs() > 1e-3));
     }
 
     #[test]

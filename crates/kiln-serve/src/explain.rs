@@ -10,8 +10,9 @@
 
 use arrow_array::RecordBatch;
 use kiln_explain::report::Value as Cell;
-use kiln_explain::{Choice, Explainer, Subject};
+use kiln_explain::{Choice, Ensemble, Explainer, Subject};
 use serde_json::{Value, json};
+use std::sync::{Arc, OnceLock};
 
 use crate::Predictor;
 
@@ -23,6 +24,14 @@ pub struct ExplainRequest {
     /// The class explained (classifiers); the positive (or first) class by
     /// default.
     pub class: Option<String>,
+}
+
+/// What a served model keeps between explained requests: its trees,
+/// flattened for TreeSHAP on the first request (a few hundred microseconds
+/// for a 200-tree model, not paid again).
+#[derive(Debug, Default)]
+pub struct Cache {
+    trees: OnceLock<Option<Arc<Ensemble>>>,
 }
 
 /// Columns listed per row when the request does not say.
@@ -75,6 +84,7 @@ pub fn explain(
     batch: &RecordBatch,
     background: Option<&[RecordBatch]>,
     request: &ExplainRequest,
+    cache: &Cache,
 ) -> Result<(Value, Vec<String>), String> {
     let subject = match predictor {
         Predictor::Kiln(m) => Subject::Kiln(m),
@@ -82,7 +92,14 @@ pub fn explain(
     };
     let data = kiln_explain::explain::data_of(subject, std::slice::from_ref(batch))
         .map_err(|e| e.to_string())?;
-    let method = kiln_explain::explain::method_for(subject, Choice::Auto);
+    let trees = cache
+        .trees
+        .get_or_init(|| kiln_explain::explain::trees_of(subject))
+        .clone();
+    let method = match &trees {
+        Some(t) if t.weighted() => kiln_explain::report::Method::TreePathDependent,
+        _ => kiln_explain::explain::method_for(subject, Choice::Auto),
+    };
     let background = match background {
         Some(bg) if method != kiln_explain::report::Method::TreePathDependent => Some(
             kiln_explain::explain::data_of(subject, bg)
@@ -90,7 +107,8 @@ pub fn explain(
         ),
         _ => None,
     };
-    let explainer = Explainer::new(subject, Choice::Auto, request.class.as_deref(), background)
+    let explainer =
+        Explainer::with_trees(subject, Choice::Auto, request.class.as_deref(), background, trees)
         .map_err(|e| match e {
             kiln_explain::ExplainError::Invalid(why) if why.contains("background") => format!(
                 "this model is explained by {} against a background sample of training rows, and its version has none ({}); tree models (kiln's boosted trees, LightGBM, XGBoost) need none, and kiln-trained models carry one; explain it offline with `kiln explain MODEL DATA`",

@@ -8,8 +8,8 @@ use kiln_project::{Locations, Project};
 
 use crate::ExitStatus;
 use crate::cli::{
-    AddArgs, DataCommand, DemoArgs, EvaluateArgs, ModelsCommand, PredictArgs, RunsCommand,
-    RunsLsArgs, TrainArgs,
+    AddArgs, DataCommand, DemoArgs, EvaluateArgs, ExplainArgs, ModelsCommand, PredictArgs,
+    RunsCommand, RunsLsArgs, TrainArgs,
 };
 use crate::output::Printer;
 
@@ -256,6 +256,29 @@ pub async fn demo(args: DemoArgs, printer: Printer) -> anyhow::Result<ExitStatus
     .await?;
     step("kiln lineage bikes@champion — from the model back to its run and its data version");
     super::models::lineage(&project, "bikes@champion", 8, p).await?;
+    let why = dir.join("explain.html");
+    step(&format!(
+        "kiln explain bikes@champion --rows 100 --html {} — what drives demand (exact TreeSHAP), overall and for one hour",
+        why.display()
+    ));
+    super::explain::explain(
+        &project,
+        ExplainArgs {
+            model: "bikes@champion".into(),
+            data: None,
+            rows: vec![100],
+            html: Some(why),
+            class: None,
+            method: "auto".into(),
+            background: None,
+            permutations: 4,
+            sample: 1000,
+            repeats: 3,
+            top: 8,
+        },
+        p,
+    )
+    .await?;
     let project = serve_tour(project).await?;
     step(
         "kiln predictions bikes — the prediction log (Parquet segments by hour), with labels fed back",
@@ -404,16 +427,43 @@ async fn serve_tour(project: Project) -> anyhow::Result<Project> {
     );
     let (id, v) = post(
         "/api/v1/deployments/bikes/predict",
-        json!({ "records": records }),
+        json!({ "records": records, "explain": { "top": 3 } }),
     )
     .await?;
     println!(
-        "POST /api/v1/deployments/bikes/predict\n  → request {id}, model bikes v{}, {} ms",
+        "POST /api/v1/deployments/bikes/predict {{\"records\": [3 rows], \"explain\": {{\"top\": 3}}}}\n  → request {id}, model bikes v{}, {} ms (+{} ms to explain)",
         v["model"]["version"].as_str().unwrap_or("?"),
         v["latency_ms"]
             .as_f64()
+            .map_or("?".into(), |m| format!("{m:.2}")),
+        v["explain_ms"]
+            .as_f64()
             .map_or("?".into(), |m| format!("{m:.2}"))
     );
+    let e = &v["explanations"];
+    if let Some(row) = e["rows"].get(0) {
+        let top: Vec<String> = row["top"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                format!(
+                    "{} = {} ({:+.1})",
+                    t["column"].as_str().unwrap_or("?"),
+                    t["value"],
+                    t["shap"].as_f64().unwrap_or(0.0)
+                )
+            })
+            .collect();
+        println!(
+            "  row 0: {:.1} = E[f(x)] {:.1} + {} + {:.1} from the rest ({})",
+            row["output"].as_f64().unwrap_or(0.0),
+            e["expected_value"].as_f64().unwrap_or(0.0),
+            top.join(" + "),
+            row["rest"].as_f64().unwrap_or(0.0),
+            e["method"].as_str().unwrap_or("?")
+        );
+    }
     // The truth arrives later: the riders those hours actually had.
     let truth: Vec<i64> = BIKES
         .lines()

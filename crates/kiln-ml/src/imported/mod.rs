@@ -181,16 +181,13 @@ impl ImportedModel {
 
     /// The trees of a LightGBM or XGBoost model, for TreeSHAP; `None` for
     /// ONNX models (explained by a model-agnostic method).
-    pub fn trees(&self) -> Option<TreeView<'_>> {
-        let forest = match &*self.scorer {
-            Scorer::Lightgbm(b) => b.forest(),
-            Scorer::Xgboost(b) => b.forest(),
-            Scorer::Onnx(_) => return None,
-        };
-        Some(TreeView {
-            scorer: &self.scorer,
-            forest,
-        })
+    pub fn trees(&self) -> Option<TreeView> {
+        match &*self.scorer {
+            Scorer::Lightgbm(_) | Scorer::Xgboost(_) => Some(TreeView {
+                scorer: self.scorer.clone(),
+            }),
+            Scorer::Onnx(_) => None,
+        }
     }
 
     /// Scores a batch whose columns are exactly [`ImportedModel::inputs`],
@@ -319,10 +316,9 @@ impl ImportedModel {
 /// across all trees; a tree's raw score for a row is the value of the leaf
 /// the row reaches, and a model's raw score for output `k` is
 /// `(base()[k] + Σ trees of output k) × scale()`.
-#[derive(Debug, Clone, Copy)]
-pub struct TreeView<'a> {
-    scorer: &'a Scorer,
-    forest: &'a forest::Forest,
+#[derive(Debug, Clone)]
+pub struct TreeView {
+    scorer: Arc<Scorer>,
 }
 
 /// A node of a [`TreeView`].
@@ -335,23 +331,31 @@ pub enum ViewNode {
     Leaf { value: f64 },
 }
 
-impl TreeView<'_> {
+impl TreeView {
+    fn forest(&self) -> &forest::Forest {
+        match &*self.scorer {
+            Scorer::Lightgbm(b) => b.forest(),
+            Scorer::Xgboost(b) => b.forest(),
+            Scorer::Onnx(_) => unreachable!("ONNX models have no tree view"),
+        }
+    }
+
     pub fn n_trees(&self) -> usize {
-        self.forest.roots.len()
+        self.forest().roots.len()
     }
 
     pub fn n_nodes(&self) -> usize {
-        self.forest.nodes.len()
+        self.forest().nodes.len()
     }
 
     /// The root node of tree `tree`.
     pub fn root(&self, tree: usize) -> u32 {
-        self.forest.roots[tree]
+        self.forest().roots[tree]
     }
 
     /// The output (class) tree `tree` adds to.
     pub fn output(&self, tree: usize) -> usize {
-        match self.scorer {
+        match &*self.scorer {
             Scorer::Lightgbm(b) => b.group(tree),
             Scorer::Xgboost(b) => b.group(tree),
             Scorer::Onnx(_) => 0,
@@ -360,7 +364,7 @@ impl TreeView<'_> {
 
     /// Raw scores per output: 1, or one per class.
     pub fn n_outputs(&self) -> usize {
-        match self.scorer {
+        match &*self.scorer {
             Scorer::Lightgbm(b) => b.groups(),
             Scorer::Xgboost(b) => b.base().len(),
             Scorer::Onnx(_) => 1,
@@ -369,7 +373,7 @@ impl TreeView<'_> {
 
     /// The raw score every output starts from.
     pub fn base(&self) -> Vec<f64> {
-        match self.scorer {
+        match &*self.scorer {
             Scorer::Xgboost(b) => b.base(),
             _ => vec![0.0; self.n_outputs()],
         }
@@ -378,7 +382,7 @@ impl TreeView<'_> {
     /// What the sum of the trees is multiplied by (LightGBM's
     /// `average_output`: one over the iterations; otherwise 1).
     pub fn scale(&self) -> f64 {
-        match self.scorer {
+        match &*self.scorer {
             Scorer::Lightgbm(b) => b.scale(),
             _ => 1.0,
         }
@@ -386,7 +390,7 @@ impl TreeView<'_> {
 
     /// What a raw score is, in words ("raw score (log-odds)").
     pub fn raw_name(&self) -> &'static str {
-        match self.scorer {
+        match &*self.scorer {
             Scorer::Lightgbm(b) => b.raw_name(),
             Scorer::Xgboost(b) => b.raw_name(),
             Scorer::Onnx(_) => "raw score",
@@ -394,10 +398,10 @@ impl TreeView<'_> {
     }
 
     pub fn node(&self, i: u32) -> ViewNode {
-        let n = &self.forest.nodes[i as usize];
+        let n = &self.forest().nodes[i as usize];
         if n.flags & forest::LEAF != 0 {
             ViewNode::Leaf {
-                value: self.forest.outputs(n).first().map_or(0.0, |o| o.value),
+                value: self.forest().outputs(n).first().map_or(0.0, |o| o.value),
             }
         } else {
             ViewNode::Split {
@@ -411,7 +415,7 @@ impl TreeView<'_> {
     /// The training weight of node `i` as the file records it (LightGBM's
     /// row counts, XGBoost's hessian cover); `None` when it records none.
     pub fn weight(&self, i: u32) -> Option<f64> {
-        self.forest
+        self.forest()
             .weights
             .get(i as usize)
             .copied()
@@ -422,11 +426,15 @@ impl TreeView<'_> {
     /// to the left child of split `i`.
     #[inline]
     pub fn goes_left(&self, i: u32, row: &[f64]) -> bool {
-        let n = &self.forest.nodes[i as usize];
-        let x = row[n.feature as usize];
-        match self.scorer {
-            Scorer::Lightgbm(b) => b.goes_left(n, x),
-            Scorer::Xgboost(b) => b.goes_left(n, x),
+        match &*self.scorer {
+            Scorer::Lightgbm(b) => {
+                let n = &b.forest().nodes[i as usize];
+                b.goes_left(n, row[n.feature as usize])
+            }
+            Scorer::Xgboost(b) => {
+                let n = &b.forest().nodes[i as usize];
+                b.goes_left(n, row[n.feature as usize])
+            }
             Scorer::Onnx(_) => false,
         }
     }

@@ -52,6 +52,8 @@ pub struct Loaded {
     /// The training rows `kiln train` kept for explaining the model
     /// (`explain=true` on models that are not trees).
     pub background: Option<Vec<kiln_serve::RecordBatch>>,
+    /// What explaining keeps between requests (the flattened trees).
+    pub explain_cache: kiln_serve::explain::Cache,
 }
 
 /// The versions answering now; replaced whole on a reload.
@@ -294,6 +296,7 @@ pub async fn load(
         bytes,
         metrics: vm,
         background,
+        explain_cache: Default::default(),
     }))
 }
 

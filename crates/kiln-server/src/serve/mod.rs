@@ -545,7 +545,13 @@ async fn score(
         let explained = if rows > BLOCKING_ROWS {
             let (l, b, r) = (loaded.clone(), batch.clone(), request.clone());
             tokio::task::spawn_blocking(move || {
-                kiln_serve::explain::explain(&l.predictor, &b, l.background.as_deref(), &r)
+                kiln_serve::explain::explain(
+                    &l.predictor,
+                    &b,
+                    l.background.as_deref(),
+                    &r,
+                    &l.explain_cache,
+                )
             })
             .await
             .map_err(|e| Failure::internal(format!("explaining failed: {e}")))?
@@ -555,6 +561,7 @@ async fn score(
                 &batch,
                 loaded.background.as_deref(),
                 request,
+                &loaded.explain_cache,
             )
         };
         match explained {
