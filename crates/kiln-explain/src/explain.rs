@@ -12,7 +12,7 @@
 //! column, so every attribution names a column of the user's table.
 
 use arrow_array::RecordBatch;
-use kiln_ml::gbdt::Objective;
+use kiln_ml::gbdt::{Gbdt, Objective};
 use kiln_ml::imported::ImportedModel;
 use kiln_ml::linear::{LinearModel, Link};
 use kiln_ml::model::{Learner, Model};
@@ -206,6 +206,35 @@ impl Data {
     }
 }
 
+/// An ensemble's members when all are boosted trees whose raw score is the
+/// prediction (regression objectives without a link): their weighted
+/// average is then one sum of trees, explained exactly.
+fn tree_members(m: &Model) -> Option<Vec<(f64, &Gbdt)>> {
+    let Learner::Ensemble { members } = &m.learner else {
+        return None;
+    };
+    if m.task() != Task::Regression {
+        return None;
+    }
+    members
+        .iter()
+        .map(|(w, l)| match l {
+            Learner::Gbdt(g)
+                if matches!(
+                    g.objective,
+                    Objective::L2
+                        | Objective::L1
+                        | Objective::Huber { .. }
+                        | Objective::Quantile { .. }
+                ) =>
+            {
+                Some((*w, g))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// The trees of `subject` flattened for TreeSHAP, when it is a tree model
 /// (kiln's boosted trees, LightGBM, XGBoost): what
 /// [`Explainer::with_trees`] takes, built once per model.
@@ -216,7 +245,8 @@ pub fn trees_of(subject: Subject<'_>) -> Option<Arc<Ensemble>> {
                 g,
                 m.preprocessor.features.len(),
             ))),
-            _ => None,
+            _ => tree_members(m)
+                .map(|ms| Arc::new(Ensemble::from_gbdts(&ms, m.preprocessor.features.len()))),
         },
         Subject::Imported(m) => m
             .trees()
@@ -238,6 +268,7 @@ pub fn method_for(subject: Subject<'_>, choice: Choice) -> Method {
         (Subject::Kiln(m), _) => match &m.learner {
             Learner::Gbdt(_) => trees(true),
             Learner::Linear { .. } => Method::Linear,
+            Learner::Ensemble { .. } if tree_members(m).is_some() => trees(true),
             Learner::Ensemble { .. } => Method::Permutation,
         },
         (Subject::Imported(m), _) => match m.trees() {
@@ -392,8 +423,15 @@ impl<'m> Explainer<'m> {
                     e.output_name = linear_output(model, &class_name, &target);
                     Ok(())
                 }
+                Learner::Ensemble { .. } if tree_members(m).is_some() => {
+                    let ms = tree_members(m).expect("tree members");
+                    let n = m.preprocessor.features.len();
+                    e.tree = Some(trees.unwrap_or_else(|| Arc::new(Ensemble::from_gbdts(&ms, n))));
+                    e.output_name = format!("predicted `{target}`");
+                    Ok(())
+                }
                 Learner::Ensemble { members } => Err(format!(
-                    "the model is an ensemble of {} learners averaged on the prediction, which no exact method explains",
+                    "the model is an ensemble of {} learners averaged on the prediction (a classifier's probabilities, or a linear or log-link member), which no exact method explains",
                     members.len()
                 )),
             },

@@ -129,52 +129,69 @@ pub struct Ensemble {
 impl Ensemble {
     /// Kiln's boosted trees, weighted by training row counts.
     pub fn from_gbdt(gbdt: &Gbdt, n_features: usize) -> Ensemble {
-        let outputs = gbdt.init_scores.len().max(1);
+        Ensemble::from_gbdts(&[(1.0, gbdt)], n_features)
+    }
+
+    /// A weighted sum of kiln boosted models with the same outputs (an
+    /// ensemble averaging regressors' predictions): every member's trees,
+    /// their leaves scaled by its weight, so one walk explains the sum
+    /// exactly (Shapley values are linear in the model).
+    pub fn from_gbdts(members: &[(f64, &Gbdt)], n_features: usize) -> Ensemble {
+        let outputs = members
+            .iter()
+            .map(|(_, g)| g.init_scores.len())
+            .max()
+            .unwrap_or(1)
+            .max(1);
         let mut nodes = Vec::new();
-        let mut trees = Vec::with_capacity(gbdt.trees.len());
+        let mut trees = Vec::new();
         let mut splits = Vec::new();
-        for (t, tree) in gbdt.trees.iter().enumerate() {
-            let start = nodes.len() as u32;
-            let leaf_start = start + tree.nodes.len() as u32;
-            let child = |c: i32| {
-                if c >= 0 {
-                    start + c as u32
-                } else {
-                    leaf_start + !c as u32
+        let mut base = vec![0.0; outputs];
+        for &(w, gbdt) in members {
+            for (b, init) in base.iter_mut().zip(&gbdt.init_scores) {
+                *b += w * init;
+            }
+            for (t, tree) in gbdt.trees.iter().enumerate() {
+                let start = nodes.len() as u32;
+                let leaf_start = start + tree.nodes.len() as u32;
+                let child = |c: i32| {
+                    if c >= 0 {
+                        start + c as u32
+                    } else {
+                        leaf_start + !c as u32
+                    }
+                };
+                for n in &tree.nodes {
+                    splits.push((nodes.len() as u32, n.clone()));
+                    nodes.push(Node {
+                        feature: n.feature,
+                        left: child(n.left),
+                        right: child(n.right),
+                        weight: n.count as f64,
+                        value: 0.0,
+                    });
                 }
-            };
-            for n in &tree.nodes {
-                splits.push((nodes.len() as u32, n.clone()));
-                nodes.push(Node {
-                    feature: n.feature,
-                    left: child(n.left),
-                    right: child(n.right),
-                    weight: n.count as f64,
-                    value: 0.0,
+                for l in &tree.leaves {
+                    nodes.push(Node {
+                        feature: NONE,
+                        left: 0,
+                        right: 0,
+                        weight: l.count as f64,
+                        value: w * l.value,
+                    });
+                }
+                let root = if tree.nodes.is_empty() {
+                    leaf_start
+                } else {
+                    start
+                };
+                trees.push(TreeInfo {
+                    root,
+                    output: (t % outputs) as u32,
+                    depth: tree.depth() as u32,
                 });
             }
-            for l in &tree.leaves {
-                nodes.push(Node {
-                    feature: NONE,
-                    left: 0,
-                    right: 0,
-                    weight: l.count as f64,
-                    value: l.value,
-                });
-            }
-            let root = if tree.nodes.is_empty() {
-                leaf_start
-            } else {
-                start
-            };
-            trees.push(TreeInfo {
-                root,
-                output: (t % outputs) as u32,
-                depth: tree.depth() as u32,
-            });
         }
-        let mut base = gbdt.init_scores.clone();
-        base.resize(outputs, 0.0);
         Ensemble::finish(nodes, trees, Source::Kiln(splits), base, 1.0, n_features)
     }
 

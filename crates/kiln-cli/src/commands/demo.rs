@@ -258,7 +258,7 @@ pub async fn demo(args: DemoArgs, printer: Printer) -> anyhow::Result<ExitStatus
     super::models::lineage(&project, "bikes@champion", 8, p).await?;
     let why = dir.join("explain.html");
     step(&format!(
-        "kiln explain bikes@champion --rows 100 --html {} — what drives demand (exact TreeSHAP), overall and for one hour",
+        "kiln explain bikes@champion --rows 100 --html {} — what drives demand, overall and for one hour (the first line names the method)",
         why.display()
     ));
     super::explain::explain(
