@@ -264,13 +264,40 @@ async fn every_protocol_answers_what_kiln_predict_computes() {
     assert_eq!(v["request_id"].as_str(), id.as_deref());
     assert_eq!(v["model"]["version"], "1");
     assert_close(&numbers(&v["predictions"]), &want, "kiln");
+    // With explanations: each row's top columns, adding up to its prediction.
     let (status, _, v) = http
         .json(
             "/api/v1/deployments/bikes/predict",
             json!({ "records": rows, "explain": true }),
         )
         .await;
-    assert_eq!(status, 400, "{v}");
+    assert_eq!(status, 200, "{v}");
+    assert_close(&numbers(&v["predictions"]), &want, "kiln, explained");
+    let e = &v["explanations"];
+    let explained = e["rows"].as_array().unwrap();
+    assert_eq!(explained.len(), rows.len());
+    for (r, row) in explained.iter().enumerate() {
+        let top = row["top"].as_array().unwrap();
+        assert_eq!(top.len(), 5);
+        let total = e["expected_value"].as_f64().unwrap()
+            + row["rest"].as_f64().unwrap()
+            + top.iter().map(|t| t["shap"].as_f64().unwrap()).sum::<f64>();
+        if e["output"].as_str().unwrap().starts_with("predicted") {
+            assert!(
+                (total - want[r]).abs() < 1e-6,
+                "row {r}: {total} vs {}",
+                want[r]
+            );
+        }
+        // Values are the request's, a date as a date.
+        for t in top {
+            let column = t["column"].as_str().unwrap();
+            if column == "datetime" {
+                let day = &rows[r]["datetime"].as_str().unwrap()[..10];
+                assert!(t["value"].as_str().unwrap().starts_with(day), "{t}");
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

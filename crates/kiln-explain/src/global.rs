@@ -417,13 +417,13 @@ fn partial_dependence(explainer: &Explainer<'_>, sample: &Data, j: usize) -> Dep
 
 /// The table's own text of the columns a model reads in parts (a date's
 /// year, month, hour…), which its features cannot show whole.
-struct Shown {
+pub struct Shown {
     /// Per column: the table's cells as text, when the column is read in parts.
     text: Vec<Option<Vec<Option<String>>>>,
 }
 
 impl Shown {
-    fn new(explainer: &Explainer<'_>, batches: &[RecordBatch]) -> Shown {
+    pub fn new(explainer: &Explainer<'_>, batches: &[RecordBatch]) -> Shown {
         let text = (0..explainer.columns.len())
             .map(|j| {
                 if explainer.settable(j) {
@@ -450,7 +450,7 @@ impl Shown {
     }
 
     /// Row `i` of `data` (row `table_row` of the table), column `j`.
-    fn value(
+    pub fn value(
         &self,
         explainer: &Explainer<'_>,
         data: &Data,

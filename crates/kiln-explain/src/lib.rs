@@ -3,11 +3,11 @@
 //! * [`tree`]: exact TreeSHAP for tree ensembles (kiln's boosted trees,
 //!   LightGBM, XGBoost): path-dependent, interventional against a
 //!   background sample, and interaction values.
-//! * [`explain`]: a model made ready to explain ([`Explainer`]):
+//! * [`explain`](mod@explain): a model made ready to explain ([`Explainer`]):
 //!   attributions on the user's columns by the best method the model
 //!   allows (TreeSHAP, exact linear SHAP, or permutation SHAP as the
 //!   model-agnostic fallback).
-//! * [`global`]: [`explain`], the whole report: importance, summary, local
+//! * [`global`]: [`explain()`], the whole report: importance, summary, local
 //!   rows, permutation importance, partial dependence, interactions.
 //! * [`report`]: what `kiln explain` reports, as data.
 //! * [`html`]: the report as one self-contained HTML page.

@@ -151,22 +151,9 @@ impl Project {
         model: &str,
         version: &str,
     ) -> Result<Option<Vec<RecordBatch>>> {
-        let run_id = if model.starts_with("run-") {
-            Some(version.to_string())
-        } else if let Ok(v) = version.parse::<i64>() {
-            match self.meta.model_version(model, v).await {
-                Ok(mv) => mv.run_id,
-                Err(_) => None,
-            }
-        } else {
-            None
-        };
-        let Some(run_id) = run_id else {
-            return Ok(None);
-        };
-        let Ok(run) = self.meta.run(&run_id).await else {
-            return Ok(None);
-        };
-        self.run_background(&run).await
+        match self.served_run(model, version).await {
+            Some(run) => self.run_background(&run).await,
+            None => Ok(None),
+        }
     }
 }

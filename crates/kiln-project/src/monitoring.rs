@@ -338,25 +338,25 @@ impl Project {
     /// The reference profile stored with a served model version (`model` and
     /// `version` as the prediction log names them), if it has one.
     pub async fn served_profile(&self, model: &str, version: &str) -> Result<Option<Profile>> {
+        match self.served_run(model, version).await {
+            Some(run) => self.run_profile(&run).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The kiln run behind a served model version (`model` and `version`
+    /// as the prediction log and serving name them), if it came from one.
+    pub async fn served_run(&self, model: &str, version: &str) -> Option<kiln_store::RunRecord> {
         // A run served directly is `run-…` with the run id as its version
         // (which may be all digits), so that comes first.
         let run_id = if model.starts_with("run-") {
             Some(version.to_string())
         } else if let Ok(v) = version.parse::<i64>() {
-            match self.meta.model_version(model, v).await {
-                Ok(mv) => mv.run_id,
-                Err(_) => None,
-            }
+            self.meta.model_version(model, v).await.ok()?.run_id
         } else {
             None
-        };
-        let Some(run_id) = run_id else {
-            return Ok(None);
-        };
-        let Ok(run) = self.meta.run(&run_id).await else {
-            return Ok(None);
-        };
-        self.run_profile(&run).await
+        }?;
+        self.meta.run(&run_id).await.ok()
     }
 
     /// The reference profile a kiln run stored, if any.

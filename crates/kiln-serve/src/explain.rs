@@ -119,6 +119,7 @@ pub fn explain(
         })?;
     let c = explainer.columns.len();
     let phi = explainer.attributions(&data);
+    let shown = kiln_explain::global::Shown::new(&explainer, std::slice::from_ref(batch));
     let expected = explainer.expected_value();
     let mut rows = Vec::with_capacity(data.n_rows());
     let mut log = Vec::with_capacity(data.n_rows());
@@ -132,7 +133,7 @@ pub fn explain(
             .map(|&j| {
                 json!({
                     "column": explainer.columns[j],
-                    "value": cell(&explainer.value(&data, r, j)),
+                    "value": cell(&shown.value(&explainer, &data, r, r, j)),
                     "shap": row[j],
                 })
             })

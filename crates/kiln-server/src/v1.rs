@@ -196,7 +196,16 @@ async fn model_version(
         Ok(n) => s.meta().model_version(&name, n).await?,
         Err(_) => s.meta().model_version_by_alias(&name, &version).await?,
     };
-    Ok(Json(serde_json::to_value(v).expect("versions serialise")))
+    // The explanation summary `kiln train` stored, as on the model card.
+    let explanation = s
+        .project
+        .version_explanation(&v.name, v.version)
+        .await
+        .ok()
+        .flatten();
+    let mut out = serde_json::to_value(v).expect("versions serialise");
+    out["explanation"] = serde_json::to_value(explanation).expect("explanations serialise");
+    Ok(Json(out))
 }
 
 async fn set_alias(

@@ -1955,6 +1955,10 @@ async fn v1_pages_listings_reports_errors_and_moves_aliases() {
         .await
         .ok();
     assert_eq!(v["version"], 2, "{v}");
+    // An MLflow client's version carries no stored explanation (kiln
+    // training runs do: crates/kiln-cli/tests/explain.rs).
+    assert!(v.as_object().unwrap().contains_key("explanation"), "{v}");
+    assert_eq!(v["explanation"], Value::Null);
     kiln_error(&put(json!(9)).await, 404, "not_found", None).unwrap();
     let r = s.send(Method::PUT, alias, Some(&json!({}))).await;
     kiln_error(&r, 400, "invalid_argument", Some("version")).unwrap();

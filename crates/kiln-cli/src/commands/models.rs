@@ -324,18 +324,21 @@ fn print_card(v: &ModelVersion, card: &serde_json::Value) {
     }
     // The stored explanation: the columns that move predictions most.
     let e = &card["explanation"];
-    if let Some(columns) = e["columns"].as_array() {
-        let top: Vec<String> = columns
-            .iter()
+    // The first five columns of a list, each with its `key` value.
+    let top = |list: &[serde_json::Value], key: &str| -> String {
+        list.iter()
             .take(5)
             .map(|c| {
                 format!(
                     "{} {}",
                     c["column"].as_str().unwrap_or("?"),
-                    c["mean_abs"].as_f64().map(num).unwrap_or_default()
+                    c[key].as_f64().map(num).unwrap_or_default()
                 )
             })
-            .collect();
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(columns) = e["columns"].as_array() {
         row(
             "explained by",
             format!(
@@ -346,28 +349,17 @@ fn print_card(v: &ModelVersion, card: &serde_json::Value) {
                     .as_u64()
                     .map(|r| format!("{r} held-out rows"))
                     .unwrap_or_default(),
-                top.join(", "),
+                top(columns, "mean_abs"),
                 if columns.len() > 5 { ", …" } else { "" }
             ),
         );
         if let Some(pi) = e["permutation"]["columns"].as_array() {
-            let top: Vec<String> = pi
-                .iter()
-                .take(5)
-                .map(|c| {
-                    format!(
-                        "{} {}",
-                        c["column"].as_str().unwrap_or("?"),
-                        c["mean"].as_f64().map(num).unwrap_or_default()
-                    )
-                })
-                .collect();
             row(
                 "permutation importance",
                 format!(
                     "{} worsens by: {}",
                     e["permutation"]["metric"].as_str().unwrap_or_default(),
-                    top.join(", ")
+                    top(pi, "mean")
                 ),
             );
         }
