@@ -350,6 +350,39 @@ fn models_without_an_exact_method_fall_back_to_permutation_and_say_so() {
     assert_eq!(out["explanation"]["method"], "permutation");
     assert_additive(&out["explanation"]);
 
+    // A LightGBM file without its row counts: interventional TreeSHAP,
+    // still exact (equal to the libraries' additivity), and said so.
+    let stripped: String = std::fs::read_to_string(format!("{FOREIGN}/lightgbm_credit_binary.txt"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("leaf_count=") && !l.starts_with("internal_count="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    p.write("uncounted.txt", stripped);
+    let doc = fixture("lightgbm_credit_binary.txt");
+    p.write("credit.csv", fixture_csv(&doc, 40));
+    let out = p
+        .kiln(&[
+            "explain",
+            "uncounted.txt",
+            "credit.csv",
+            "--rows",
+            "0,1",
+            "--json",
+        ])
+        .ok()
+        .json();
+    let e = &out["explanation"];
+    assert_eq!(e["method"], "tree_interventional");
+    assert!(
+        e["method_note"]
+            .as_str()
+            .unwrap()
+            .contains("no training weights"),
+        "{e}"
+    );
+    assert_additive(e);
+
     // A background of 8 rows is reported as too small.
     let doc = fixture("lightgbm_credit_binary.txt");
     p.write("few.csv", fixture_csv(&doc, 8));
@@ -513,6 +546,28 @@ async fn explanations_are_served_with_predictions_and_logged() {
     assert_eq!(explained.len(), 4, "{logged:?}");
     let first: Value = serde_json::from_str(explained[0]["explanation"].as_str().unwrap()).unwrap();
     assert_eq!(first["top"].as_array().unwrap().len(), 2);
+
+    // A tree file without training weights has nothing to explain against
+    // when served: refused with the reason.
+    let stripped: String = std::fs::read_to_string(&model)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("leaf_count=") && !l.starts_with("internal_count="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    p.write("uncounted.txt", stripped);
+    let server = Server::start(&p, &["serve", "--port", "0", "bare=uncounted.txt"], &[]);
+    let r = client
+        .post(format!("{}/api/v1/deployments/bare/predict", server.url))
+        .json(&json!({ "records": records, "explain": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let v: Value = r.json().await.unwrap();
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("records no training weights"), "{message}");
+    drop(server);
 
     // A kiln ensemble is explained against the background its run stored.
     p.kiln(&[

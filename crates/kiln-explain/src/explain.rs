@@ -3,9 +3,10 @@
 //!
 //! | model | method | explains |
 //! |---|---|---|
-//! | kiln boosted trees, LightGBM, XGBoost | exact TreeSHAP, path-dependent (interventional with `--background`) | the raw score |
+//! | kiln boosted trees and forests, LightGBM, XGBoost; an ensemble of kiln boosted regressors without a link | exact TreeSHAP, path-dependent (interventional when asked) | the raw score |
+//! | LightGBM or XGBoost files without training weights | exact interventional TreeSHAP against the background | the raw score |
 //! | kiln linear model | exact linear SHAP against the background's mean | the raw score |
-//! | kiln ensemble, ONNX, trees without training weights | permutation SHAP (estimate; adds up exactly) | the prediction |
+//! | other kiln ensembles, ONNX, trees deeper than [`crate::tree::MAX_DEPTH`] | permutation SHAP (estimate; adds up exactly) | the prediction |
 //!
 //! A learner feature made from an input column (a date's parts, a
 //! one-hot group in a linear model's encoding) is summed back into that
@@ -51,6 +52,9 @@ pub enum ExplainError {
     Ml(#[from] MlError),
     #[error("{0}")]
     Invalid(String),
+    /// The method explains against background rows, and none were given.
+    #[error("{} needs a background sample of rows{}", .method.as_str(), if *.unweighted { " (the model file records no training weights, so its trees are explained against one)" } else { "" })]
+    NeedsBackground { method: Method, unweighted: bool },
 }
 
 /// A table in the form a model reads it: a kiln model's learner features,
@@ -256,25 +260,22 @@ pub fn trees_of(subject: Subject<'_>) -> Option<Arc<Ensemble>> {
 
 /// The method [`Explainer::new`] picks for `subject` under `choice`.
 pub fn method_for(subject: Subject<'_>, choice: Choice) -> Method {
-    let trees = |weighted: bool| {
-        if choice == Choice::Interventional || !weighted {
-            Method::TreeInterventional
-        } else {
-            Method::TreePathDependent
-        }
-    };
-    match (subject, choice) {
-        (_, Choice::Permutation) => Method::Permutation,
-        (Subject::Kiln(m), _) => match &m.learner {
-            Learner::Gbdt(_) => trees(true),
-            Learner::Linear { .. } => Method::Linear,
-            Learner::Ensemble { .. } if tree_members(m).is_some() => trees(true),
-            Learner::Ensemble { .. } => Method::Permutation,
-        },
-        (Subject::Imported(m), _) => match m.trees() {
-            Some(view) => trees((0..view.n_nodes() as u32).all(|i| view.weight(i).is_some())),
-            None => Method::Permutation,
-        },
+    method_with(subject, choice, trees_of(subject).as_deref())
+}
+
+/// [`method_for`] with the model's trees already flattened ([`trees_of`]).
+pub fn method_with(subject: Subject<'_>, choice: Choice, trees: Option<&Ensemble>) -> Method {
+    if let Subject::Kiln(m) = subject
+        && matches!(m.learner, Learner::Linear { .. })
+        && choice != Choice::Permutation
+    {
+        return Method::Linear;
+    }
+    match (trees, choice) {
+        (_, Choice::Permutation) | (None, _) => Method::Permutation,
+        (Some(t), _) if !t.walkable() => Method::Permutation,
+        (Some(t), Choice::Auto) if t.weighted() => Method::TreePathDependent,
+        (Some(_), _) => Method::TreeInterventional,
     }
 }
 
@@ -355,7 +356,7 @@ impl<'m> Explainer<'m> {
             Some(c) => {
                 if task == Task::Regression {
                     return Err(ExplainError::Invalid(format!(
-                        "the model is a regression model, so there is no class `{c}` to explain; leave out --class"
+                        "the model is a regression model, so there is no class `{c}` to explain; leave the class out"
                     )));
                 }
                 Some(classes.iter().position(|k| k == c).ok_or_else(|| {
@@ -452,6 +453,15 @@ impl<'m> Explainer<'m> {
                 )),
             },
         };
+        // Trees the walks cannot take (too deep, shared nodes) fall back.
+        let exact = match (exact, &e.tree) {
+            (Ok(()), Some(t)) if !t.walkable() => Err(format!(
+                "its trees are {} levels deep or share nodes, past what TreeSHAP walks (at most {})",
+                t.max_depth(),
+                crate::tree::MAX_DEPTH
+            )),
+            (other, _) => other,
+        };
         match exact {
             Ok(()) => {
                 e.output = raw_output;
@@ -495,10 +505,10 @@ impl<'m> Explainer<'m> {
         let needs_background = !matches!(self.method, Method::TreePathDependent);
         let Some(bg) = &self.background else {
             if needs_background {
-                return Err(ExplainError::Invalid(format!(
-                    "the {} method needs a background sample of rows",
-                    self.method.as_str()
-                )));
+                return Err(ExplainError::NeedsBackground {
+                    method: self.method,
+                    unweighted: self.tree.as_ref().is_some_and(|t| !t.weighted()),
+                });
             }
             self.expected = self
                 .tree
@@ -571,6 +581,11 @@ impl<'m> Explainer<'m> {
     /// predictions, as [`Explainer::prediction`] reads it.
     pub fn prediction(&self, p: &Predictions) -> Vec<f64> {
         select(p, self.class_output)
+    }
+
+    /// The features the model's trees split on (tree methods).
+    pub fn features_used(&self) -> Option<usize> {
+        self.tree.as_ref().map(|t| t.used_features().len())
     }
 
     /// What attributions start from: the mean explained output.
@@ -848,26 +863,35 @@ impl<'m> Explainer<'m> {
         use crate::report::short;
         match p {
             Predictions::Regression(v) => short(v[row]),
-            Predictions::Binary(v) => match &self.class {
-                Some(c) if self.negate => format!("P({c}) = {}", short(1.0 - v[row])),
-                Some(c) => format!("P({c}) = {}", short(v[row])),
-                None => short(v[row]),
-            },
+            Predictions::Binary(v) => {
+                // The explained class's probability (class 0: 1 − p).
+                let p = if self.class_output == 0 {
+                    1.0 - v[row]
+                } else {
+                    v[row]
+                };
+                match &self.class {
+                    Some(c) => format!("P({c}) = {}", short(p)),
+                    None => short(p),
+                }
+            }
             Predictions::Multiclass { probs, n_classes } => {
                 let row = &probs[row * n_classes..(row + 1) * n_classes];
-                let (best, p) = row
-                    .iter()
-                    .enumerate()
-                    .fold((0, f64::MIN), |a, (i, &p)| if p > a.1 { (i, p) } else { a });
+                let p = row.get(self.class_output).copied().unwrap_or(f64::NAN);
+                let best = (0..row.len())
+                    .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+                    .unwrap_or(0);
                 let classes = match self.subject {
                     Subject::Kiln(m) => m.target.classes.clone(),
                     Subject::Imported(m) => m.classes().to_vec(),
                 };
-                let name = classes
-                    .get(best)
-                    .cloned()
-                    .unwrap_or_else(|| best.to_string());
-                format!("{name} (p = {})", short(p))
+                let name = |i: usize| classes.get(i).cloned().unwrap_or_else(|| i.to_string());
+                format!(
+                    "P({}) = {} (predicted {})",
+                    name(self.class_output),
+                    short(p),
+                    name(best)
+                )
             }
         }
     }

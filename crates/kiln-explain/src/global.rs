@@ -104,13 +104,18 @@ pub fn explain(
     explainer.seed = options.seed;
     let b = explainer.background_rows();
     if let Some(b) = b {
+        let fix = if b < n {
+            "ask for more with --background"
+        } else {
+            "explain a table of at least 100 rows"
+        };
         if b < MIN_BACKGROUND {
             notes.push(format!(
-                "the background sample has only {b} rows (fewer than {MIN_BACKGROUND}), too small for stable attributions: they depend on which rows it holds; explain on a table of at least 100 rows"
+                "the background sample has only {b} rows (fewer than {MIN_BACKGROUND}), too small for stable attributions: they depend on which rows it holds; {fix}"
             ));
         } else if b < wanted_background {
             notes.push(format!(
-                "the background sample has {b} rows, all the table has (asked for {wanted_background})"
+                "the background sample has {b} rows, all the table has ({wanted_background} wanted)"
             ));
         }
     }
@@ -187,17 +192,30 @@ pub fn explain(
 
     let permutation = match subject {
         Subject::Kiln(m) if options.repeats > 0 => match m.target.labels(batches) {
-            Ok(labels) => Some(permutation_importance(
+            Ok(labels) if labels.rows.is_empty() => {
+                notes.push(format!(
+                    "no permutation importance: no row has a `{}` label to score against",
+                    m.target.name
+                ));
+                None
+            }
+            Ok(labels) => match permutation_importance(
                 &explainer,
                 &data,
                 &labels.target,
                 &labels.rows,
                 m.task(),
                 options,
-            )?),
-            Err(_) => {
+            ) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    notes.push(format!("no permutation importance: {e}"));
+                    None
+                }
+            },
+            Err(e) => {
                 notes.push(format!(
-                    "no permutation importance: the table has no `{}` column to score against",
+                    "no permutation importance: the `{}` labels cannot be read ({e})",
                     m.target.name
                 ));
                 None
@@ -223,7 +241,13 @@ pub fn explain(
 
     let mut interactions = Vec::new();
     if options.interactions {
-        let rows = spread(sample.n_rows(), 200);
+        // Each row costs one TreeSHAP pass, then two per feature the trees
+        // use: the rows are capped so the passes stay near 8,000.
+        let used = explainer.features_used().unwrap_or(0);
+        let rows = spread(
+            sample.n_rows(),
+            (INTERACTION_PASSES / (1 + 2 * used)).clamp(10, 200),
+        );
         if let Some(matrix) = explainer.interactions(&sample.take(&rows)) {
             for a in 0..c {
                 for b in a + 1..c {
@@ -278,6 +302,10 @@ fn subject_task(subject: Subject<'_>) -> Task {
         Subject::Imported(m) => m.task(),
     }
 }
+
+/// TreeSHAP passes interaction values may take (rows × (1 + 2 × features
+/// used)).
+const INTERACTION_PASSES: usize = 8_000;
 
 /// Rows permutation importance scores at most.
 const IMPORTANCE_ROWS: usize = 2000;

@@ -418,7 +418,8 @@ fn method(e: &Explanation) -> String {
     body.push_str(&paragraph(&match e.method {
         Method::TreePathDependent => "Path-dependent TreeSHAP computes exact Shapley values \
              from the trees alone: when a column is left out, the row goes down both branches \
-             of every split on it, weighted by how many training rows went each way. It needs \
+             of every split on it, weighted by how much training data went each way (rows, or \
+             XGBoost's hessian cover). It needs \
              no background sample, but correlated columns can share credit in ways that \
              follow the training data."
             .to_owned(),

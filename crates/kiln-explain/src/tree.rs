@@ -43,6 +43,11 @@ use kiln_ml::imported::{TreeView, ViewNode};
 /// No feature: the root's placeholder on a path, and a leaf's `feature`.
 const NONE: u32 = u32::MAX;
 
+/// The deepest tree TreeSHAP walks, in splits. Trees grown by kiln,
+/// LightGBM or XGBoost stay far below; a deeper (hand-made or degenerate)
+/// model is explained by permutation SHAP instead.
+pub const MAX_DEPTH: usize = 512;
+
 /// Leaves whose paths are shorter than this (in distinct features) are
 /// credited by the fast loop; longer ones by [`unwound_sum`].
 const SHORT: usize = 64;
@@ -124,6 +129,9 @@ pub struct Ensemble {
     max_depth: usize,
     /// Whether every node's weight is known (path-dependent SHAP needs it).
     weighted: bool,
+    /// Whether the walks can run: no tree deeper than [`MAX_DEPTH`], no
+    /// node shared by two parents.
+    walkable: bool,
 }
 
 impl Ensemble {
@@ -250,13 +258,29 @@ impl Ensemble {
         scale: f64,
         n_features: usize,
     ) -> Ensemble {
+        // A node reached from two parents (some files share subtrees) would
+        // be walked once per path: exponential, so such trees are refused.
+        let mut parents = vec![0u8; nodes.len()];
+        for n in &nodes {
+            if n.feature != NONE {
+                for c in [n.left, n.right] {
+                    parents[c as usize] = parents[c as usize].saturating_add(1);
+                }
+            }
+        }
+        let shared = parents.iter().any(|&p| p > 1);
         for t in &mut trees {
-            t.depth = depth(&nodes, t.root) as u32;
+            t.depth = if shared {
+                0
+            } else {
+                depth(&nodes, t.root) as u32
+            };
         }
         let max_depth = trees.iter().map(|t| t.depth as usize).max().unwrap_or(0);
         let weighted = nodes
             .iter()
             .all(|n| n.weight.is_finite() && n.weight >= 0.0);
+        let walkable = !shared && max_depth <= MAX_DEPTH;
         let mut e = Ensemble {
             nodes,
             trees,
@@ -267,10 +291,15 @@ impl Ensemble {
             n_features,
             max_depth,
             weighted,
+            walkable,
         };
         let mut expected = e.base.clone();
         for t in &e.trees {
-            expected[t.output as usize] += e.expected(t.root);
+            expected[t.output as usize] += if walkable {
+                e.expected(t.root)
+            } else {
+                f64::NAN
+            };
         }
         expected.iter_mut().for_each(|v| *v *= e.scale);
         e.expected = expected;
@@ -292,6 +321,18 @@ impl Ensemble {
     /// Whether the training weights path-dependent SHAP needs are known.
     pub fn weighted(&self) -> bool {
         self.weighted
+    }
+
+    /// Whether TreeSHAP can walk these trees: none deeper than
+    /// [`MAX_DEPTH`] levels (the walks recurse, and their path buffers grow
+    /// with the square of the depth) and no node shared by two parents.
+    pub fn walkable(&self) -> bool {
+        self.walkable
+    }
+
+    /// The deepest tree, in splits (0 when nodes are shared).
+    pub fn max_depth(&self) -> usize {
+        self.max_depth
     }
 
     /// Fills `hot` (one per node) with where `row` goes at each split:
@@ -570,13 +611,21 @@ impl Ensemble {
     }
 }
 
+/// The longest root-to-leaf path below node `i`, in splits; without
+/// recursion, as imported trees can be arbitrarily deep.
 fn depth(nodes: &[Node], i: u32) -> usize {
-    let n = &nodes[i as usize];
-    if n.feature == NONE {
-        0
-    } else {
-        1 + depth(nodes, n.left).max(depth(nodes, n.right))
+    let mut deepest = 0;
+    let mut stack = vec![(i, 0usize)];
+    while let Some((at, d)) = stack.pop() {
+        let n = &nodes[at as usize];
+        if n.feature == NONE {
+            deepest = deepest.max(d);
+        } else {
+            stack.push((n.left, d + 1));
+            stack.push((n.right, d + 1));
+        }
     }
+    deepest
 }
 
 /// Per-thread buffers for [`Ensemble::shap`] and [`Ensemble::interactions`].
@@ -1220,6 +1269,46 @@ mod tests {
         pool.install(|| e.shap_split(&hot, &mut split));
         assert!(close(&one, &split, 1e-10), "{one:?} vs {split:?}");
         assert!(one.iter().any(|v| v.abs() > 1e-3));
+    }
+
+    #[test]
+    fn a_tree_deeper_than_the_walks_go_is_not_walkable() {
+        // A chain of 600 splits: each left child is a leaf.
+        let mut t = Tree {
+            nodes: Vec::new(),
+            leaves: Vec::new(),
+        };
+        for i in 0..600 {
+            t.leaves.push(Leaf {
+                value: i as f64,
+                cover: 1.0,
+                count: 1,
+            });
+            let right = if i + 1 < 600 { i + 1 } else { !600 };
+            t.nodes.push(KilnNode {
+                feature: 0,
+                rule: SplitRule::Numeric {
+                    threshold: i as f64,
+                },
+                missing_left: true,
+                left: !i,
+                right,
+                gain: 0.0,
+                cover: (601 - i) as f64,
+                count: (601 - i) as u64,
+            });
+        }
+        t.leaves.push(Leaf {
+            value: 600.0,
+            cover: 1.0,
+            count: 1,
+        });
+        let gbdt = model(vec![t], 1);
+        let e = Ensemble::from_gbdt(&gbdt, 1);
+        assert_eq!(e.max_depth(), 600);
+        assert!(!e.walkable());
+        let shallow = model(vec![random_tree(&mut SmallRng::seed_from_u64(1), 2, 5)], 2);
+        assert!(Ensemble::from_gbdt(&shallow, 2).walkable());
     }
 
     #[test]

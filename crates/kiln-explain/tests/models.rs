@@ -129,6 +129,13 @@ fn check_local_rows(model: &Model, batch: &RecordBatch, class: Option<&str>, exp
             }
             Predictions::Regression(v) => v[l.row],
         };
+        // The prediction as shown names the explained class's probability.
+        let shown = l
+            .prediction
+            .strip_prefix(&format!("P({class}) = "))
+            .unwrap_or_else(|| panic!("{} does not start with P({class})", l.prediction));
+        let shown: f64 = shown.split_whitespace().next().unwrap().parse().unwrap();
+        assert!((shown - p).abs() < 1e-4, "{} vs {p}", l.prediction);
         match (expect, &predicted) {
             (Method::Permutation, _) => assert!((l.output - p).abs() < 1e-9, "{} vs {p}", l.output),
             (_, Predictions::Binary(_)) => {
@@ -280,6 +287,7 @@ fn an_ensemble_falls_back_to_permutation_shap_and_says_why() {
         members: vec![(0.5, single.clone()), (0.5, single)],
     };
     check_local_rows(&model, &batch, None, Method::Permutation);
+    check_local_rows(&model, &batch, Some("no"), Method::Permutation);
     let o = Options {
         local: vec![0],
         repeats: 0,
@@ -330,4 +338,37 @@ fn an_ensemble_of_boosted_regressors_is_explained_exactly_as_one_sum_of_trees() 
     assert!(e.method_note.is_none());
     assert!(e.method.exact());
     assert_eq!(e.output.name, "predicted `label`");
+}
+
+#[test]
+fn a_table_without_labels_is_explained_without_permutation_importance() {
+    let batch = table(2);
+    let model = trained(&batch, false, 1);
+    // The same rows with the label column all missing.
+    let unlabelled = RecordBatch::try_from_iter([
+        ("x0", batch.column(0).clone()),
+        ("x1", batch.column(1).clone()),
+        ("colour", batch.column(2).clone()),
+        (
+            "label",
+            Arc::new(StringArray::from(vec![None::<&str>; batch.num_rows()])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let e = explain(
+        Subject::Kiln(&model),
+        "m",
+        std::slice::from_ref(&unlabelled),
+        &Options::default(),
+    )
+    .unwrap();
+    assert!(e.permutation.is_none());
+    assert!(
+        e.notes
+            .iter()
+            .any(|n| n.contains("no row has a `label` label")),
+        "{:?}",
+        e.notes
+    );
+    assert_eq!(e.columns.len(), 3);
 }

@@ -1,12 +1,13 @@
 //! Explanations served with predictions (`"explain": true` on kiln's
 //! predict endpoint): each row's top columns by |SHAP|, with their values.
 //!
-//! Tree models (kiln's boosted trees, LightGBM, XGBoost) are explained by
-//! exact path-dependent TreeSHAP on the raw score, which needs nothing but
-//! the model: well under a millisecond a row for a 200-tree model. Other
-//! kiln models are explained against the background sample `kiln train`
-//! stored with the run (exact linear SHAP, or permutation SHAP for
-//! ensembles); a model with neither is refused with a reason.
+//! Tree models (kiln's boosted trees, LightGBM and XGBoost files with their
+//! training weights) are explained by exact path-dependent TreeSHAP on the
+//! raw score, which needs nothing but the model: well under a millisecond
+//! a row for a 200-tree model. Other kiln models are explained against the
+//! background sample `kiln train` stored with the run (exact linear SHAP,
+//! or permutation SHAP for ensembles); a model with neither (an ONNX file,
+//! a tree file without weights) is refused with a reason.
 
 use arrow_array::RecordBatch;
 use kiln_explain::report::Value as Cell;
@@ -32,6 +33,22 @@ pub struct ExplainRequest {
 #[derive(Debug, Default)]
 pub struct Cache {
     trees: OnceLock<Option<Arc<Ensemble>>>,
+}
+
+/// Whether explaining rows of this model is cheap enough to run on the
+/// server's async threads: path-dependent TreeSHAP, well under a
+/// millisecond a row. The other methods score the model hundreds of times
+/// a row and belong on a blocking thread.
+pub fn cheap(predictor: &Predictor, cache: &Cache) -> bool {
+    let subject = match predictor {
+        Predictor::Kiln(m) => Subject::Kiln(m),
+        Predictor::Imported(m) => Subject::Imported(m),
+    };
+    let trees = cache
+        .trees
+        .get_or_init(|| kiln_explain::explain::trees_of(subject));
+    kiln_explain::explain::method_with(subject, Choice::Auto, trees.as_deref())
+        == kiln_explain::report::Method::TreePathDependent
 }
 
 /// Columns listed per row when the request does not say.
@@ -96,10 +113,7 @@ pub fn explain(
         .trees
         .get_or_init(|| kiln_explain::explain::trees_of(subject))
         .clone();
-    let method = match &trees {
-        Some(t) if t.weighted() => kiln_explain::report::Method::TreePathDependent,
-        _ => kiln_explain::explain::method_for(subject, Choice::Auto),
-    };
+    let method = kiln_explain::explain::method_with(subject, Choice::Auto, trees.as_deref());
     let background = match background {
         Some(bg) if method != kiln_explain::report::Method::TreePathDependent => Some(
             kiln_explain::explain::data_of(subject, bg)
@@ -110,10 +124,14 @@ pub fn explain(
     let explainer =
         Explainer::with_trees(subject, Choice::Auto, request.class.as_deref(), background, trees)
         .map_err(|e| match e {
-            kiln_explain::ExplainError::Invalid(why) if why.contains("background") => format!(
-                "this model is explained by {} against a background sample of training rows, and its version has none ({}); tree models (kiln's boosted trees, LightGBM, XGBoost) need none, and kiln-trained models carry one; explain it offline with `kiln explain MODEL DATA`",
-                kiln_explain::explain::method_for(subject, Choice::Auto).as_str(),
-                why
+            kiln_explain::ExplainError::NeedsBackground { method, unweighted } => format!(
+                "this model is explained by {} against a background sample of training rows, and its served version has none{}; models kiln trained carry one, and tree files with training weights (LightGBM's counts, XGBoost's covers) need none; explain it offline with `kiln explain MODEL DATA`",
+                method.as_str(),
+                if unweighted {
+                    " (its file records no training weights)"
+                } else {
+                    ""
+                }
             ),
             other => other.to_string(),
         })?;

@@ -542,7 +542,8 @@ async fn score(
     let mut logged_explanations = None;
     if let Some(request) = explain {
         let t = Instant::now();
-        let explained = if rows > BLOCKING_ROWS {
+        let cheap = kiln_serve::explain::cheap(&loaded.predictor, &loaded.explain_cache);
+        let explained = if rows > BLOCKING_ROWS || !cheap {
             let (l, b, r) = (loaded.clone(), batch.clone(), request.clone());
             tokio::task::spawn_blocking(move || {
                 kiln_serve::explain::explain(
