@@ -38,6 +38,37 @@ fn assert_additive(e: &Value) {
     }
 }
 
+/// Trains an ensemble on the Pima diabetes data (a classifier, so not one
+/// sum of trees); its run id.
+fn pima_ensemble(p: &Project) -> String {
+    p.kiln(&[
+        "data",
+        "add",
+        "pima",
+        &shared_data("pima_diabetes.csv"),
+        "-q",
+    ])
+    .ok();
+    p.kiln(&[
+        "train", "pima", "--target", "diabetes", "--trials", "3", "--json",
+    ])
+    .ok()
+    .json()["model"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A LightGBM text model without its row counts (the training weights).
+fn uncounted(model: impl AsRef<std::path::Path>) -> String {
+    std::fs::read_to_string(model)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("leaf_count=") && !l.starts_with("internal_count="))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 /// The shap fixture of `model`: rows, LightGBM's pred_contrib.
 fn fixture(model: &str) -> Value {
     let stem = model.rsplit_once('.').unwrap().0;
@@ -300,23 +331,7 @@ fn models_without_an_exact_method_fall_back_to_permutation_and_say_so() {
     assert_additive(e);
 
     // A kiln ensemble: permutation SHAP on the probability, said so.
-    p.kiln(&[
-        "data",
-        "add",
-        "pima",
-        &shared_data("pima_diabetes.csv"),
-        "-q",
-    ])
-    .ok();
-    let run = p
-        .kiln(&[
-            "train", "pima", "--target", "diabetes", "--trials", "3", "--json",
-        ])
-        .ok()
-        .json()["model"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run = pima_ensemble(&p);
     let out = p
         .kiln(&["explain", &run, "--rows", "0", "--json"])
         .ok()
@@ -352,13 +367,10 @@ fn models_without_an_exact_method_fall_back_to_permutation_and_say_so() {
 
     // A LightGBM file without its row counts: interventional TreeSHAP,
     // still exact (equal to the libraries' additivity), and said so.
-    let stripped: String = std::fs::read_to_string(format!("{FOREIGN}/lightgbm_credit_binary.txt"))
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with("leaf_count=") && !l.starts_with("internal_count="))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    p.write("uncounted.txt", stripped);
+    p.write(
+        "uncounted.txt",
+        uncounted(format!("{FOREIGN}/lightgbm_credit_binary.txt")),
+    );
     let doc = fixture("lightgbm_credit_binary.txt");
     p.write("credit.csv", fixture_csv(&doc, 40));
     let out = p
@@ -549,13 +561,7 @@ async fn explanations_are_served_with_predictions_and_logged() {
 
     // A tree file without training weights has nothing to explain against
     // when served: refused with the reason.
-    let stripped: String = std::fs::read_to_string(&model)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with("leaf_count=") && !l.starts_with("internal_count="))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    p.write("uncounted.txt", stripped);
+    p.write("uncounted.txt", uncounted(&model));
     let server = Server::start(&p, &["serve", "--port", "0", "bare=uncounted.txt"], &[]);
     let r = client
         .post(format!("{}/api/v1/deployments/bare/predict", server.url))
@@ -570,23 +576,7 @@ async fn explanations_are_served_with_predictions_and_logged() {
     drop(server);
 
     // A kiln ensemble is explained against the background its run stored.
-    p.kiln(&[
-        "data",
-        "add",
-        "pima",
-        &shared_data("pima_diabetes.csv"),
-        "-q",
-    ])
-    .ok();
-    let run = p
-        .kiln(&[
-            "train", "pima", "--target", "diabetes", "--trials", "3", "--json",
-        ])
-        .ok()
-        .json()["model"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run = pima_ensemble(&p);
     p.kiln(&["models", "register", "pima", "--run", &run, "-q"])
         .ok();
     let server = Server::start(&p, &["serve", "--port", "0", "pima@1"], &[]);

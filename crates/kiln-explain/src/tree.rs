@@ -1128,32 +1128,53 @@ mod tests {
         a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < tol)
     }
 
+    /// A random case: `trees` trees of `depth` levels over `m` features,
+    /// and `rows` random rows with their hot bits.
+    struct Case {
+        gbdt: Gbdt,
+        e: Ensemble,
+        f: Features,
+        hot: Vec<Vec<bool>>,
+    }
+
+    fn random_case(rng: &mut SmallRng, m: u32, trees: u32, depth: usize, rows: usize) -> Case {
+        let trees = (0..trees).map(|_| random_tree(rng, m, depth)).collect();
+        let gbdt = model(trees, m as usize);
+        let e = Ensemble::from_gbdt(&gbdt, m as usize);
+        let x: Vec<Vec<f64>> = (0..rows)
+            .map(|_| (0..m).map(|_| rng.random()).collect())
+            .collect();
+        let f = features(&x);
+        let hot = (0..rows)
+            .map(|r| {
+                let mut hot = Vec::new();
+                e.hot(Row::Features(&f, r), &mut hot);
+                hot
+            })
+            .collect();
+        Case { gbdt, e, f, hot }
+    }
+
     #[test]
     fn path_dependent_values_equal_the_shapley_values_by_definition() {
         let mut rng = SmallRng::seed_from_u64(42);
         for case in 0..200u32 {
             let m = 1 + case % 5;
-            let trees = (0..1 + case % 3)
-                .map(|_| random_tree(&mut rng, m, 1 + (case as usize % 6)))
-                .collect();
-            let gbdt = model(trees, m as usize);
-            let e = Ensemble::from_gbdt(&gbdt, m as usize);
-            let x: Vec<f64> = (0..m).map(|_| rng.random()).collect();
-            let f = features(std::slice::from_ref(&x));
+            let Case { gbdt, e, f, hot } =
+                random_case(&mut rng, m, 1 + case % 3, 1 + (case as usize % 6), 1);
+            let hot = &hot[0];
             let mut scratch = e.scratch();
-            let mut hot = Vec::new();
-            e.hot(Row::Features(&f, 0), &mut hot);
             let mut phi = vec![0.0; m as usize];
-            e.shap(&hot, &mut scratch, &mut phi);
-            let expected = brute_force(&|s| value(&e, &hot, None, s), m);
+            e.shap(hot, &mut scratch, &mut phi);
+            let expected = brute_force(&|s| value(&e, hot, None, s), m);
             assert!(
                 close(&phi, &expected, 1e-10),
                 "case {case}: {phi:?} vs {expected:?}"
             );
             // They add up to the prediction.
             let total = e.expected_value()[0] + phi.iter().sum::<f64>();
-            assert!((total - e.predict(&hot)[0]).abs() < 1e-10);
-            assert!((e.predict(&hot)[0] - gbdt.predict_raw(&f)[0]).abs() < 1e-12);
+            assert!((total - e.predict(hot)[0]).abs() < 1e-10);
+            assert!((e.predict(hot)[0] - gbdt.predict_raw(&f)[0]).abs() < 1e-12);
         }
     }
 
@@ -1162,19 +1183,13 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(5);
         for case in 0..120u32 {
             let m = 2 + case % 4;
-            let trees = (0..1 + case % 2)
-                .map(|_| random_tree(&mut rng, m, 2 + (case as usize % 5)))
-                .collect();
-            let gbdt = model(trees, m as usize);
-            let e = Ensemble::from_gbdt(&gbdt, m as usize);
-            let x: Vec<f64> = (0..m).map(|_| rng.random()).collect();
-            let f = features(std::slice::from_ref(&x));
+            let Case { e, hot, .. } =
+                random_case(&mut rng, m, 1 + case % 2, 2 + (case as usize % 5), 1);
+            let hot = &hot[0];
             let mut scratch = e.scratch();
-            let mut hot = Vec::new();
-            e.hot(Row::Features(&f, 0), &mut hot);
             let mut out = vec![0.0; (m * m) as usize];
-            e.interactions(&hot, &mut scratch, &mut out);
-            let expected = brute_interactions(&|s| value(&e, &hot, None, s), m);
+            e.interactions(hot, &mut scratch, &mut out);
+            let expected = brute_interactions(&|s| value(&e, hot, None, s), m);
             assert!(
                 close(&out, &expected, 1e-10),
                 "case {case}: {out:?} vs {expected:?}"
@@ -1187,27 +1202,18 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(9);
         for case in 0..200u32 {
             let m = 1 + case % 5;
-            let trees = (0..1 + case % 3)
-                .map(|_| random_tree(&mut rng, m, 1 + (case as usize % 6)))
-                .collect();
-            let gbdt = model(trees, m as usize);
-            let e = Ensemble::from_gbdt(&gbdt, m as usize);
-            let rows: Vec<Vec<f64>> = (0..2)
-                .map(|_| (0..m).map(|_| rng.random()).collect())
-                .collect();
-            let f = features(&rows);
-            let (mut hx, mut hr) = (Vec::new(), Vec::new());
-            e.hot(Row::Features(&f, 0), &mut hx);
-            e.hot(Row::Features(&f, 1), &mut hr);
+            let Case { e, hot, .. } =
+                random_case(&mut rng, m, 1 + case % 3, 1 + (case as usize % 6), 2);
+            let (hx, hr) = (&hot[0], &hot[1]);
             let mut phi = vec![0.0; m as usize];
             let mut state = Vec::new();
-            e.shap_interventional(&hx, &hr, &e.pair_weights(), &mut state, &mut phi);
-            let expected = brute_force(&|s| value(&e, &hx, Some(&hr), s), m);
+            e.shap_interventional(hx, hr, &e.pair_weights(), &mut state, &mut phi);
+            let expected = brute_force(&|s| value(&e, hx, Some(hr), s), m);
             assert!(
                 close(&phi, &expected, 1e-10),
                 "case {case}: {phi:?} vs {expected:?}"
             );
-            let gap = e.predict(&hx)[0] - e.predict(&hr)[0];
+            let gap = e.predict(hx)[0] - e.predict(hr)[0];
             assert!((phi.iter().sum::<f64>() - gap).abs() < 1e-10);
         }
     }
