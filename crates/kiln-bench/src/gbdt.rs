@@ -21,15 +21,8 @@ fn read(path: &str) -> Vec<RecordBatch> {
 }
 
 pub fn run(args: &[String]) {
-    let mut flags = std::collections::HashMap::new();
-    let mut it = args.iter();
-    while let Some(k) = it.next() {
-        let v = it
-            .next()
-            .unwrap_or_else(|| super::fail(&format!("{k} needs a value")));
-        flags.insert(k.trim_start_matches("--").to_string(), v.clone());
-    }
-    let get = |k: &str, d: &str| flags.get(k).cloned().unwrap_or_else(|| d.to_string());
+    let flags = super::Flags::parse(args);
+    let get = |k: &str, d: &str| flags.get(k, d);
     let num = |k: &str, d: &str| -> f64 {
         get(k, d)
             .parse()

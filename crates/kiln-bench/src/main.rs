@@ -100,6 +100,31 @@ fn main() {
     );
 }
 
+/// `--name value` pairs, as the subcommands with flags take them.
+struct Flags(std::collections::HashMap<String, String>);
+
+impl Flags {
+    fn parse(args: &[String]) -> Flags {
+        let mut flags = std::collections::HashMap::new();
+        let mut it = args.iter();
+        while let Some(k) = it.next() {
+            let v = it
+                .next()
+                .unwrap_or_else(|| fail(&format!("{k} needs a value")));
+            flags.insert(k.trim_start_matches("--").to_string(), v.clone());
+        }
+        Flags(flags)
+    }
+
+    /// The value of `--name`, or `default`.
+    fn get(&self, name: &str, default: &str) -> String {
+        self.0
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
+    }
+}
+
 fn fail(e: &dyn std::fmt::Display) -> ! {
     eprintln!("error: {e}");
     std::process::exit(2);
