@@ -444,6 +444,10 @@ fn bad_explain_requests_exit_2_with_the_reason() {
             vec!["explain", &model, "rows.csv", "--background", "0"],
             "--background 0",
         ),
+        (
+            vec!["explain", &model, "rows.csv", "--permutations", "0"],
+            "--permutations 0",
+        ),
         (vec!["explain", &model, "missing.csv"], "missing.csv"),
         (
             vec!["explain", "no-such-model.txt", "rows.csv"],

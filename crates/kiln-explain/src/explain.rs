@@ -13,6 +13,7 @@
 //! column, so every attribution names a column of the user's table.
 
 use arrow_array::RecordBatch;
+use kiln_ml::encode::DenseEncoder;
 use kiln_ml::gbdt::{Gbdt, Objective};
 use kiln_ml::imported::ImportedModel;
 use kiln_ml::linear::{LinearModel, Link};
@@ -542,18 +543,8 @@ impl<'m> Explainer<'m> {
                 self.expected = total / bg.n_rows() as f64;
             }
             Method::Linear => {
-                let Subject::Kiln(m) = self.subject else {
-                    unreachable!()
-                };
-                let Learner::Linear { encoder, model } = &m.learner else {
-                    unreachable!()
-                };
-                let Data::Features(f) = bg else {
-                    unreachable!()
-                };
-                let z = encoder.transform(f);
-                let w = encoder.width();
-                let n = f.n_rows();
+                let (_, model, z, w) = self.linear(bg);
+                let n = bg.n_rows();
                 let mut mean = vec![0.0; w];
                 for row in z.chunks_exact(w) {
                     for (m, v) in mean.iter_mut().zip(row) {
@@ -619,17 +610,7 @@ impl<'m> Explainer<'m> {
                 .collect());
         }
         if self.method == Method::Linear {
-            let Subject::Kiln(m) = self.subject else {
-                unreachable!()
-            };
-            let Learner::Linear { encoder, model } = &m.learner else {
-                unreachable!()
-            };
-            let Data::Features(f) = data else {
-                unreachable!()
-            };
-            let z = encoder.transform(f);
-            let w = encoder.width();
+            let (_, model, z, w) = self.linear(data);
             let coef = &model.coef[self.output * w..(self.output + 1) * w];
             let sign = if self.negate { -1.0 } else { 1.0 };
             return Ok(z
@@ -709,17 +690,7 @@ impl<'m> Explainer<'m> {
                 );
             }
             Method::Linear => {
-                let Subject::Kiln(model) = self.subject else {
-                    unreachable!()
-                };
-                let Learner::Linear { encoder, model: lm } = &model.learner else {
-                    unreachable!()
-                };
-                let Data::Features(f) = data else {
-                    unreachable!()
-                };
-                let z = encoder.transform(f);
-                let w = encoder.width();
+                let (encoder, lm, z, w) = self.linear(data);
                 let coef = &lm.coef[self.output * w..(self.output + 1) * w];
                 let owner = encoded_owner(encoder);
                 for (r, zr) in z.chunks_exact(w).enumerate() {
@@ -737,6 +708,19 @@ impl<'m> Explainer<'m> {
             }
         }
         out
+    }
+
+    /// A linear model's encoder and coefficients, and `data` encoded as it
+    /// reads it (row-major) with the encoding's width. Only for
+    /// [`Method::Linear`], which only kiln's linear models get.
+    fn linear(&self, data: &Data) -> (&'m DenseEncoder, &'m LinearModel, Vec<f64>, usize) {
+        let (Subject::Kiln(m), Data::Features(f)) = (self.subject, data) else {
+            unreachable!("linear SHAP is for kiln models")
+        };
+        let Learner::Linear { encoder, model } = &m.learner else {
+            unreachable!("linear SHAP is for linear models")
+        };
+        (encoder, model, encoder.transform(f), encoder.width())
     }
 
     /// Permutation SHAP for one row: for each permutation and its reverse,
@@ -1007,18 +991,10 @@ fn columns_of(subject: Subject<'_>) -> (Vec<String>, Vec<ColumnKind>, Vec<usize>
 }
 
 /// Which feature each encoded column of a linear model belongs to.
-fn encoded_owner(encoder: &kiln_ml::encode::DenseEncoder) -> Vec<usize> {
-    use kiln_ml::encode::Encoded;
+fn encoded_owner(encoder: &DenseEncoder) -> Vec<usize> {
     let mut owner = Vec::with_capacity(encoder.width());
     for (j, e) in encoder.features.iter().enumerate() {
-        let width = match e {
-            Encoded::Numeric {
-                missing_indicator, ..
-            } => 1 + usize::from(*missing_indicator),
-            Encoded::OneHot { codes } => codes.len() + 1,
-            Encoded::Target { .. } => 1,
-        };
-        owner.extend(std::iter::repeat_n(j, width));
+        owner.extend(std::iter::repeat_n(j, e.width()));
     }
     owner
 }

@@ -84,8 +84,10 @@ pub fn explain(
         )));
     }
     let mut notes = Vec::new();
-    // Which method the model gets decides the background's default size.
-    let method = crate::explain::method_for(subject, options.choice);
+    // Which method the model gets decides the background's default size;
+    // its trees are flattened once, for both.
+    let trees = crate::explain::trees_of(subject);
+    let method = crate::explain::method_with(subject, options.choice, trees.as_deref());
     let wanted_background = options
         .background
         .unwrap_or(if method == Method::Permutation {
@@ -94,11 +96,12 @@ pub fn explain(
             BACKGROUND
         });
     let background = data.take(&spread(n, wanted_background.max(1)));
-    let mut explainer = Explainer::new(
+    let mut explainer = Explainer::with_trees(
         subject,
         options.choice,
         options.class.as_deref(),
         Some(background),
+        trees,
     )?;
     explainer.permutations = options.permutations.max(1);
     explainer.seed = options.seed;

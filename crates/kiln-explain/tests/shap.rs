@@ -88,12 +88,7 @@ fn assert_close(what: &str, got: f64, want: f64, scale: f64) {
 /// largest raw score.
 fn scale(c: &Case) -> f64 {
     if c.name.starts_with("xgboost") {
-        c.doc["raw"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|r| r.as_array().unwrap().iter().map(|v| num(v).abs()))
-            .fold(1.0, f64::max)
+        output_scale(c)
     } else {
         1.0
     }

@@ -45,7 +45,8 @@ pub enum Encoded {
 }
 
 impl Encoded {
-    fn width(&self) -> usize {
+    /// The dense columns this feature becomes.
+    pub fn width(&self) -> usize {
         match self {
             Encoded::Numeric {
                 missing_indicator, ..

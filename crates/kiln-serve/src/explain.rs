@@ -11,7 +11,7 @@
 
 use arrow_array::RecordBatch;
 use kiln_explain::report::Value as Cell;
-use kiln_explain::{Choice, Ensemble, Explainer, Subject};
+use kiln_explain::{Choice, Data, Ensemble, Explainer, Subject};
 use serde_json::{Value, json};
 use std::sync::{Arc, OnceLock};
 
@@ -29,10 +29,14 @@ pub struct ExplainRequest {
 
 /// What a served model keeps between explained requests: its trees,
 /// flattened for TreeSHAP on the first request (a few hundred microseconds
-/// for a 200-tree model, not paid again).
+/// for a 200-tree model, not paid again), and its background sample in the
+/// model's form.
 #[derive(Debug, Default)]
 pub struct Cache {
     trees: OnceLock<Option<Arc<Ensemble>>>,
+    /// The version's background sample in the model's form, or why it
+    /// does not fit the model.
+    background: OnceLock<Result<Option<Data>, String>>,
 }
 
 /// Whether explaining rows of this model is cheap enough to run on the
@@ -115,10 +119,14 @@ pub fn explain(
         .clone();
     let method = kiln_explain::explain::method_with(subject, Choice::Auto, trees.as_deref());
     let background = match background {
-        Some(bg) if method != kiln_explain::report::Method::TreePathDependent => Some(
-            kiln_explain::explain::data_of(subject, bg)
-                .map_err(|e| format!("the model's background sample does not fit it: {e}"))?,
-        ),
+        Some(bg) if method != kiln_explain::report::Method::TreePathDependent => cache
+            .background
+            .get_or_init(|| {
+                kiln_explain::explain::data_of(subject, bg)
+                    .map(Some)
+                    .map_err(|e| format!("the model's background sample does not fit it: {e}"))
+            })
+            .clone()?,
         _ => None,
     };
     let explainer =

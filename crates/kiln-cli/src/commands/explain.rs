@@ -29,6 +29,9 @@ pub async fn explain(
     if args.background == Some(0) {
         bail!("`--background 0`: the background sample needs rows; the default is 100");
     }
+    if args.permutations == 0 {
+        bail!("`--permutations 0`: permutation SHAP needs at least one pair; the default is 4");
+    }
     if args.sample == 0 {
         bail!("`--sample 0`: explain at least one row; the default is 1000");
     }
