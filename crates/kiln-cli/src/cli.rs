@@ -170,12 +170,52 @@ pub enum Command {
     /// alerts.
     #[command(subcommand)]
     Monitor(MonitorCommand),
+    /// Judge a model version against a requirement, for CI/CD: exit 1 when
+    /// it fails.
+    ///
+    /// The requirement is clauses joined by `&&` (also `||`, `!`, `+ - * /`
+    /// and parentheses), each printed with its values. A name is one of the
+    /// candidate's recorded metrics (`roc_auc` reads `roc_auc`, else the
+    /// held-out `test_roc_auc`, else `validation_roc_auc`); `ALIAS.NAME` is
+    /// the metric of the version an alias points at (`champion.roc_auc`).
+    /// A clause comparing with an alias that is not set yet is skipped, so
+    /// the first model can become champion. `p50_latency_ms`,
+    /// `p99_latency_ms` and `mean_latency_ms` are measured here, one row per
+    /// call, on the rows `kiln train` stored with the model (or `--data`).
+    ///
+    ///   kiln gate fraud@3 --require "roc_auc >= 0.80 && roc_auc >= champion.roc_auc - 0.005"
+    ///   kiln gate fraud@candidate --require "p99_latency_ms < 5" --junit gate.xml
+    ///
+    /// Exit status: 0 passed, 1 failed, 2 error (a bad requirement, an
+    /// unknown model).
+    Gate(GateArgs),
+    /// Write deployment files: a CI pipeline (GitLab, Jenkins, GitHub), a
+    /// Dockerfile for a serving image, Kubernetes manifests.
+    #[command(subcommand)]
+    Export(crate::commands::export::ExportCommand),
     /// Show the audit log: who changed what, and when, newest first.
     Audit {
         /// How many entries to show.
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// The candidate: `MODEL@VERSION` or `MODEL@ALIAS`.
+    pub model: String,
+    /// What it must meet, e.g. `roc_auc >= 0.8 && p99_latency_ms < 5`.
+    #[arg(long, short)]
+    pub require: String,
+    /// Rows to time predictions on (a file or `DATASET[@VERSION]`) instead
+    /// of the ones stored with the model.
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Also write the verdict as JUnit XML (one test case per clause), for
+    /// Jenkins' `junit` step and GitLab's `reports: junit`.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

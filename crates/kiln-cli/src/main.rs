@@ -63,8 +63,12 @@ fn report(err: &anyhow::Error) {
         eprintln!("  caused by: {cause}");
     }
     let hint = err.chain().find_map(|c| {
-        c.downcast_ref::<kiln_project::ProjectError>()
-            .and_then(kiln_project::ProjectError::hint)
+        c.downcast_ref::<kiln_pipeline::PipelineError>()
+            .and_then(kiln_pipeline::PipelineError::hint)
+            .or_else(|| {
+                c.downcast_ref::<kiln_project::ProjectError>()
+                    .and_then(kiln_project::ProjectError::hint)
+            })
             .or_else(|| {
                 c.downcast_ref::<kiln_store::StoreError>()
                     .and_then(kiln_store::StoreError::hint)

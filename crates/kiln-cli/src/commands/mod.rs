@@ -3,9 +3,11 @@
 mod data;
 mod demo;
 mod explain;
+pub mod export;
 mod init;
 mod models;
 mod monitor;
+mod pipeline;
 mod serve;
 mod tracking;
 mod train;
@@ -94,6 +96,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             let project = open(&locations).await?;
             tracking::server(project, args, printer).await
         }
+        Command::Gate(args) => {
+            with_project(&locations, async |p| pipeline::gate(p, args, printer).await).await
+        }
+        Command::Export(cmd) => export::run(cmd, &locations, printer).await,
         Command::Audit { limit } => {
             let project = open(&locations).await?;
             let entries = project.meta.audit_log(limit).await?;
