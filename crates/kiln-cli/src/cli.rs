@@ -189,6 +189,44 @@ pub enum Command {
     /// Exit status: 0 passed, 1 failed, 2 error (a bad requirement, an
     /// unknown model).
     Gate(GateArgs),
+    /// Run a pipeline kiln.yaml declares: its steps in dependency order,
+    /// independent ones in parallel, each skipped when nothing it reads
+    /// changed since it last succeeded.
+    ///
+    /// A step's cache key hashes its definition (parameters filled in), the
+    /// dataset versions and files it reads, and the outputs of the steps it
+    /// needs; change one input and only the steps downstream of it run.
+    /// A failed step stops the steps that need it (others go on); retries,
+    /// timeouts and Ctrl-C (which cancels, killing running commands) are
+    /// recorded with every step's log.
+    ///
+    ///   kiln run                                  the only pipeline
+    ///   kiln run bikes --param budget=2m --dry-run
+    ///   kiln run bikes --force --junit kiln-run.xml
+    ///
+    /// Exit status: 0 succeeded, 1 a step failed (a failed check or gate
+    /// included), 2 an error before running (a bad parameter, kiln.yaml).
+    Run(RunArgs),
+    /// Pipelines: what kiln.yaml declares, their runs, step logs.
+    #[command(subcommand)]
+    Pipelines(PipelinesCommand),
+    /// Approve (or reject) a pipeline's approval step that waits.
+    ///
+    ///   kiln approve 0193ab… promote -m "looked at the report"
+    ///
+    /// Exit status: 0 recorded, 2 nothing waits there.
+    Approve {
+        /// The pipeline run (id or prefix; `kiln pipelines runs` lists them).
+        run: String,
+        /// The approval step.
+        step: String,
+        /// Reject instead: the step fails, and what needs it is skipped.
+        #[arg(long)]
+        reject: bool,
+        /// Why, for the audit log.
+        #[arg(long, short)]
+        message: Option<String>,
+    },
     /// Write deployment files: a CI pipeline (GitLab, Jenkins, GitHub), a
     /// Dockerfile for a serving image, Kubernetes manifests.
     #[command(subcommand)]
@@ -199,6 +237,60 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The pipeline (default: the only one kiln.yaml declares).
+    pub pipeline: Option<String>,
+    /// Set a parameter (repeatable): `--param budget=2m`.
+    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Print the plan (steps in order, which are cached) and run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run every step, cached or not.
+    #[arg(long)]
+    pub force: bool,
+    /// Steps running at once (default: the number of cores).
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+    /// Also write the run as JUnit XML, one test case per step.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not NAME=VALUE")),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PipelinesCommand {
+    /// The pipelines kiln.yaml declares, with their last run.
+    Ls,
+    /// A pipeline's steps and schedule, or a run's steps (by run id).
+    Show {
+        /// A pipeline name or a run id (prefix).
+        target: String,
+    },
+    /// Runs, newest first.
+    Runs {
+        /// Only this pipeline's.
+        pipeline: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// A step's log (every step's, without STEP).
+    Logs {
+        /// The run (id or prefix).
+        run: String,
+        step: Option<String>,
+    },
+    /// The built-in step kinds, their arguments and outputs.
+    Kinds,
 }
 
 #[derive(Debug, Args)]

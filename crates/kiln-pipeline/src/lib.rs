@@ -9,6 +9,8 @@ mod error;
 pub mod expr;
 pub mod gate;
 pub mod junit;
+pub mod run;
+pub mod steps;
 
 pub use error::PipelineError;
 

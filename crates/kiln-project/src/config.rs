@@ -30,6 +30,9 @@ pub struct KilnYaml {
     /// What watches the served traffic, by monitor name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub monitors: BTreeMap<String, MonitorConfig>,
+    /// Pipelines by name: steps, parameters, a schedule, triggers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pipelines: BTreeMap<String, crate::pipelines::PipelineConfig>,
 }
 
 /// One deployment: the model answering, and optionally others taking a
@@ -312,6 +315,24 @@ impl KilnYaml {
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),
+                });
+            }
+        }
+        let monitors = cfg.monitors.keys().map(String::as_str).collect();
+        for (name, p) in &cfg.pipelines {
+            if let Err(m) = p.validate(&monitors) {
+                let message = format!("pipeline `{name}`: {}", m.message);
+                return Err(match m.line {
+                    Some(line) => ProjectError::ConfigAt {
+                        path: path.into(),
+                        line,
+                        message,
+                        hint: m.hint,
+                    },
+                    None => ProjectError::Config {
+                        path: path.into(),
+                        message,
+                    },
                 });
             }
         }

@@ -15,6 +15,14 @@ pub enum ProjectError {
     /// `kiln.yaml` is malformed.
     #[error("Invalid `{}`: {message}", path.display())]
     Config { path: PathBuf, message: String },
+    /// A mistake at a line of `kiln.yaml`, with its fix.
+    #[error("{}:{line}: {message}", path.display())]
+    ConfigAt {
+        path: PathBuf,
+        line: u64,
+        message: String,
+        hint: String,
+    },
     /// A dataset name kiln does not accept.
     #[error("Invalid dataset name `{0}`")]
     InvalidName(String),
@@ -73,6 +81,7 @@ impl ProjectError {
             Self::AlreadyInitialized(_) => {
                 Some("use the existing project, or choose another directory".into())
             }
+            Self::ConfigAt { hint, .. } => Some(hint.clone()),
             Self::Config { .. } => {
                 Some("fix kiln.yaml; `kiln init --help` shows its layout".into())
             }

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
@@ -226,14 +226,18 @@ impl Project {
         drop(pack_file);
 
         // Large files are objects of their own.
-        let large: Vec<&ManifestEntry> =
-            entries.iter().filter(|e| e.size > PACK_MAX_FILE).collect();
+        // Owned (path, hash) pairs: a closure over borrowed entries would
+        // make this future not `Send` for every lifetime (a pipeline runs
+        // it on a spawned task).
+        let large: Vec<(PathBuf, kiln_core::ContentHash)> = entries
+            .iter()
+            .filter(|e| e.size > PACK_MAX_FILE)
+            .map(|e| (dir.join(&e.path), e.hash))
+            .collect();
         if !large.is_empty() {
             progress.start_items("storing large files", Some(large.len() as u64));
-            let mut stream = futures::stream::iter(large.into_iter().map(|e| {
+            let mut stream = futures::stream::iter(large.into_iter().map(|(path, expected)| {
                 let objects = self.objects.clone();
-                let path = dir.join(&e.path);
-                let expected = e.hash;
                 async move { objects.put_file_hashed(&path, &expected).await }
             }))
             .buffer_unordered(8);

@@ -15,6 +15,7 @@ pub mod gc;
 pub mod lineage;
 pub mod monitoring;
 pub mod openlineage;
+pub mod pipelines;
 mod project;
 mod registry;
 pub mod state;

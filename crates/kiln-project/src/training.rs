@@ -123,7 +123,7 @@ impl Project {
 
     /// `None` when `source` is a file (existing, or a path-like name that is
     /// not a dataset), else the dataset version it names.
-    async fn resolve_table(&self, source: &str) -> Result<Option<VersionRecord>> {
+    pub async fn resolve_table(&self, source: &str) -> Result<Option<VersionRecord>> {
         if Path::new(source).exists() {
             return Ok(None);
         }

@@ -24,11 +24,11 @@ mod url;
 pub use error::StoreError;
 pub use meta::{
     Alert, AlertChange, AlertEvent, ArtifactEntry, AuditEntry, CheckRecord, DEFAULT_EXPERIMENT,
-    DatasetRecord, DatasetSummary, Experiment, Feedback, KV, LineageEdge, LoggedModel, MetaStore,
-    Metric, ModelVersion, MonitorWindow, NewLoggedModel, NewModelVersion, NewRun, NewTrackedRun,
-    NewVersion, Page, PipelineTrigger, PredictionSegment, RegisteredModel, Run, RunInput,
-    RunRecord, RunUpdate, ServingSample, VersionRecord, VersionSpec, ViewType, check_alias,
-    check_artifact_path, now_ms,
+    DatasetRecord, DatasetSummary, Edge, Experiment, Feedback, KV, LineageEdge, LoggedModel,
+    MetaStore, Metric, ModelVersion, MonitorWindow, NewLoggedModel, NewModelVersion,
+    NewPipelineRun, NewRun, NewTrackedRun, NewVersion, Page, PipelineRun, PipelineTrigger,
+    PredictionSegment, RegisteredModel, Run, RunInput, RunRecord, RunUpdate, ServingSample,
+    StepRun, VersionRecord, VersionSpec, ViewType, check_alias, check_artifact_path, now_ms,
 };
 pub use objects::{ObjectLock, Objects, Staged, hash_file};
 pub use url::{ObjectsUrl, StoreUrl};

@@ -13,6 +13,7 @@ use crate::{Result, StoreError, StoreUrl};
 mod artifacts;
 mod gc;
 mod monitoring;
+mod pipelines;
 mod predictions;
 mod registry;
 mod runs;
@@ -22,6 +23,7 @@ pub use artifacts::{ArtifactEntry, LoggedModel, NewLoggedModel, check_artifact_p
 pub use monitoring::{
     Alert, AlertChange, AlertEvent, MonitorWindow, PipelineTrigger, ServingSample,
 };
+pub use pipelines::{Edge, NewPipelineRun, PipelineRun, StepRun};
 pub use predictions::{Feedback, PredictionSegment};
 pub use registry::{ModelVersion, NewModelVersion, RegisteredModel, check_alias};
 pub use runs::{NewRun, RunRecord};

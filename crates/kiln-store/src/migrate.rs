@@ -57,6 +57,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/20261206090000_monitoring.sql"),
         postgres_sql: None,
     },
+    Migration {
+        version: 20261207090000,
+        name: "pipelines",
+        sql: include_str!("../migrations/20261207090000_pipelines.sql"),
+        postgres_sql: None,
+    },
 ];
 
 pub(crate) async fn run(pool: &AnyPool, postgres: bool) -> Result<()> {

@@ -99,6 +99,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Gate(args) => {
             with_project(&locations, async |p| pipeline::gate(p, args, printer).await).await
         }
+        Command::Run(args) => {
+            let project = std::sync::Arc::new(open(&locations).await?);
+            let status = pipeline::run(project.clone(), args, printer).await;
+            project.meta.close().await;
+            status
+        }
+        Command::Pipelines(cmd) => {
+            with_project(&locations, async |p| {
+                pipeline::pipelines(p, cmd, printer).await
+            })
+            .await
+        }
+        Command::Approve {
+            run,
+            step,
+            reject,
+            message,
+        } => {
+            with_project(&locations, async |p| {
+                pipeline::approve(p, &run, &step, reject, message.as_deref(), printer).await
+            })
+            .await
+        }
         Command::Export(cmd) => export::run(cmd, &locations, printer).await,
         Command::Audit { limit } => {
             let project = open(&locations).await?;

@@ -1,11 +1,13 @@
-//! `kiln gate`.
+//! `kiln gate`, `kiln run`, `kiln pipelines`, `kiln approve`.
+
+use std::sync::Arc;
 
 use kiln_pipeline::gate::{self, GateSpec, Outcome};
 use kiln_pipeline::junit;
 use kiln_project::Project;
 
 use crate::ExitStatus;
-use crate::cli::GateArgs;
+use crate::cli::{GateArgs, PipelinesCommand, RunArgs};
 use crate::output::Printer;
 
 pub async fn gate(
@@ -123,4 +125,470 @@ fn check_writable(path: &std::path::Path) -> anyhow::Result<()> {
         dir.display()
     );
     Ok(())
+}
+
+pub async fn run(
+    project: Arc<Project>,
+    args: RunArgs,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    use kiln_pipeline::run::{self as runner, Event, RunOptions};
+    let name = match &args.pipeline {
+        Some(n) => n.clone(),
+        None => runner::only_pipeline(&project)?,
+    };
+    let mut opts = RunOptions {
+        params: args.params.clone(),
+        force: args.force,
+        ..RunOptions::default()
+    };
+    if let Some(j) = args.jobs {
+        anyhow::ensure!(
+            j > 0,
+            "Invalid --jobs 0: at least one step must run at a time"
+        );
+        opts.jobs = j;
+    }
+    if let Some(path) = &args.junit {
+        check_writable(path)?;
+    }
+    if args.dry_run {
+        let plan = runner::plan(&project, &name, &opts).await?;
+        if printer.json {
+            printer.json(&plan);
+        } else {
+            let mut t = crate::output::table(&["step", "kind", "needs", "will", "does"]);
+            for p in &plan {
+                t.add_row(vec![
+                    p.step.clone(),
+                    p.kind.clone(),
+                    p.needs.join(", "),
+                    p.will.clone(),
+                    shorten(&p.does, 70),
+                ]);
+            }
+            println!("{t}");
+            printer.note(format!("dry run of `{name}`: nothing was run or recorded"));
+        }
+        return Ok(ExitStatus::Success);
+    }
+    let live = !printer.json && !printer.quiet;
+    let started = std::time::Instant::now();
+    let observer: runner::Observer = Arc::new(move |e: Event<'_>| {
+        if !live {
+            return;
+        }
+        match e {
+            Event::Started { run, order } => eprintln!(
+                "Running pipeline `{}` (run {}): {} steps",
+                run.pipeline,
+                &run.id[..12],
+                order.len()
+            ),
+            Event::StepStarted { step, attempt } if attempt > 1 => {
+                eprintln!("  retry    {step} (attempt {attempt})")
+            }
+            Event::StepStarted { .. } => {}
+            Event::Retrying { step, error, delay } => eprintln!(
+                "  failed   {step}: {}; retrying in {}",
+                error.lines().next().unwrap_or_default(),
+                runner::human(delay)
+            ),
+            Event::Waiting { step } => eprintln!(
+                "  waiting  {step}: for `kiln approve RUN {step}` (RUN from `kiln pipelines runs`)"
+            ),
+            Event::StepFinished { step } => {
+                let took = match (step.started_at, step.finished_at) {
+                    (Some(a), Some(b)) => {
+                        runner::human(std::time::Duration::from_millis((b - a).max(0) as u64))
+                    }
+                    _ => String::new(),
+                };
+                let why = step
+                    .error
+                    .as_deref()
+                    .map(|e| format!("  {}", e.lines().next().unwrap_or_default()))
+                    .unwrap_or_default();
+                eprintln!(
+                    "  {:<8} {:<20} {took:>7}{why}",
+                    match step.status.as_str() {
+                        "succeeded" => "ok",
+                        "failed" => "FAILED",
+                        other => other,
+                    },
+                    step.step
+                );
+            }
+        }
+    });
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = cancel_tx.send(true);
+        }
+    });
+    let outcome = runner::run(project.clone(), &name, &opts, observer, cancel_rx).await?;
+    if let Some(path) = &args.junit {
+        let cases = runner::junit_cases(&outcome);
+        junit::write(path, &junit::render(&format!("kiln run {name}"), &cases))?;
+    }
+    if printer.json {
+        printer.json(&outcome);
+    } else {
+        let counts = |st: &str| outcome.steps.iter().filter(|s| s.status == st).count();
+        printer.note(format!(
+            "Pipeline `{name}` {} in {}: {} ran, {} cached, {} failed, {} skipped{}",
+            outcome.run.status,
+            runner::human(started.elapsed()),
+            counts("succeeded"),
+            counts("cached"),
+            counts("failed"),
+            counts("skipped"),
+            if counts("cancelled") > 0 {
+                format!(", {} cancelled", counts("cancelled"))
+            } else {
+                String::new()
+            }
+        ));
+        for s in outcome.steps.iter().filter(|s| s.status == "failed") {
+            if let Some(e) = &s.error {
+                printer.note(format!("step `{}`: {e}", s.step));
+            }
+        }
+        printer.note(format!(
+            "logs: kiln pipelines logs {} [STEP]",
+            &outcome.run.id[..12]
+        ));
+    }
+    Ok(if outcome.run.status == "succeeded" {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
+}
+
+fn shorten(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n - 1).collect::<String>())
+    }
+}
+
+fn when(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+fn took(a: Option<i64>, b: Option<i64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            kiln_pipeline::run::human(std::time::Duration::from_millis((b - a).max(0) as u64))
+        }
+        _ => "-".into(),
+    }
+}
+
+pub async fn pipelines(
+    project: &Project,
+    cmd: PipelinesCommand,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    match cmd {
+        PipelinesCommand::Ls => {
+            let mut rows = Vec::new();
+            for (name, p) in &project.config.pipelines {
+                let last = project
+                    .meta
+                    .pipeline_runs(Some(name), 1)
+                    .await?
+                    .into_iter()
+                    .next();
+                rows.push(serde_json::json!({
+                    "pipeline": name,
+                    "description": p.description,
+                    "steps": p.steps.len(),
+                    "schedule": p.schedule.as_ref().map(|s| s.value.clone()),
+                    "triggers": p.triggers.iter().map(|t| &t.value).collect::<Vec<_>>(),
+                    "last_run": last,
+                }));
+            }
+            if printer.json {
+                printer.json(&rows);
+            } else {
+                let mut t = crate::output::table(&[
+                    "pipeline", "steps", "schedule", "triggers", "last run", "status",
+                ]);
+                for (name, p) in &project.config.pipelines {
+                    let r = rows
+                        .iter()
+                        .find(|r| r["pipeline"] == name.as_str())
+                        .unwrap();
+                    let triggers: Vec<String> = p
+                        .triggers
+                        .iter()
+                        .map(|t| match (&t.value.dataset, &t.value.alert) {
+                            (Some(d), _) => format!("dataset {d}"),
+                            (_, Some(a)) => format!("alert {a}"),
+                            _ => String::new(),
+                        })
+                        .collect();
+                    t.add_row(vec![
+                        name.clone(),
+                        p.steps.len().to_string(),
+                        p.schedule
+                            .as_ref()
+                            .map(|s| s.value.clone())
+                            .unwrap_or_default(),
+                        triggers.join(", "),
+                        r["last_run"]["created_at"]
+                            .as_i64()
+                            .map(when)
+                            .unwrap_or_default(),
+                        r["last_run"]["status"].as_str().unwrap_or("").to_string(),
+                    ]);
+                }
+                println!("{t}");
+            }
+        }
+        PipelinesCommand::Kinds => {
+            let kinds: Vec<serde_json::Value> = kiln_project::pipelines::KINDS
+                .iter()
+                .map(|k| {
+                    serde_json::json!({
+                        "kind": k.name, "summary": k.summary, "required": k.required,
+                        "optional": k.optional, "outputs": k.outputs, "cached": k.cached,
+                    })
+                })
+                .collect();
+            if printer.json {
+                printer.json(&kinds);
+            } else {
+                let mut t = crate::output::table(&[
+                    "kind",
+                    "does",
+                    "with (required)",
+                    "with (optional)",
+                    "outputs",
+                ]);
+                for k in kiln_project::pipelines::KINDS {
+                    t.add_row(vec![
+                        k.name.to_string(),
+                        k.summary.to_string(),
+                        k.required.join(", "),
+                        k.optional.join(", "),
+                        if k.outputs.is_empty() {
+                            "any".into()
+                        } else {
+                            k.outputs.join(", ")
+                        },
+                    ]);
+                }
+                println!("{t}");
+            }
+        }
+        PipelinesCommand::Runs { pipeline, limit } => {
+            let runs = project
+                .meta
+                .pipeline_runs(pipeline.as_deref(), limit)
+                .await?;
+            if printer.json {
+                printer.json(&runs);
+            } else {
+                let mut t = crate::output::table(&[
+                    "run", "pipeline", "status", "cause", "started", "took", "error",
+                ]);
+                for r in &runs {
+                    t.add_row(vec![
+                        r.id[..12].to_string(),
+                        r.pipeline.clone(),
+                        r.status.clone(),
+                        r.cause.clone(),
+                        when(r.created_at),
+                        took(Some(r.created_at), r.finished_at),
+                        shorten(r.error.as_deref().unwrap_or(""), 60),
+                    ]);
+                }
+                println!("{t}");
+            }
+        }
+        PipelinesCommand::Show { target } => {
+            if let Some(p) = project.config.pipelines.get(&target) {
+                let order = p.order().expect("validated");
+                let deps = p.dependencies();
+                if printer.json {
+                    printer.json(
+                        &serde_json::json!({ "pipeline": target, "definition": p, "order": order }),
+                    );
+                } else {
+                    if let Some(d) = &p.description {
+                        printer.note(d);
+                    }
+                    if let Some(s) = &p.schedule {
+                        let described = kiln_project::pipelines::parse_schedule(&s.value)
+                            .map(|c| c.describe())
+                            .unwrap_or_default();
+                        printer.note(format!("schedule: {} (UTC; {described})", s.value));
+                    }
+                    let mut t = crate::output::table(&["step", "kind", "needs", "does", "cached"]);
+                    for step in order {
+                        let s = &p.steps[step].value;
+                        t.add_row(vec![
+                            step.to_string(),
+                            s.kind_name().to_string(),
+                            deps[step].iter().copied().collect::<Vec<_>>().join(", "),
+                            shorten(
+                                &s.run.clone().unwrap_or_else(|| {
+                                    serde_json::to_string(&s.args).unwrap_or_default()
+                                }),
+                                70,
+                            ),
+                            if s.cached() { "yes" } else { "no" }.into(),
+                        ]);
+                    }
+                    println!("{t}");
+                }
+                return Ok(ExitStatus::Success);
+            }
+            let run = project.meta.pipeline_run(&target).await.map_err(|e| match e {
+                kiln_store::StoreError::NotFound { .. } => anyhow::anyhow!(
+                    "No pipeline or pipeline run `{target}`\n  hint: pipelines: {}; runs: `kiln pipelines runs`",
+                    project.config.pipelines.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+                other => other.into(),
+            })?;
+            let steps = project.meta.step_runs(&run.id).await?;
+            if printer.json {
+                printer.json(&serde_json::json!({ "run": run, "steps": steps }));
+            } else {
+                printer.note(format!(
+                    "run {} of `{}`: {} ({}), started {} by {}{}",
+                    &run.id[..12],
+                    run.pipeline,
+                    run.status,
+                    run.cause,
+                    when(run.created_at),
+                    run.author,
+                    run.source_commit
+                        .as_ref()
+                        .map(|c| format!(", commit {}", &c[..c.len().min(12)]))
+                        .unwrap_or_default()
+                ));
+                let mut t = crate::output::table(&[
+                    "step", "kind", "status", "tries", "took", "outputs", "error",
+                ]);
+                for s in &steps {
+                    let outputs = s
+                        .outputs
+                        .as_ref()
+                        .and_then(|o| o.as_object())
+                        .map(|o| {
+                            o.iter()
+                                .filter(|(k, _)| k.as_str() != "clauses")
+                                .map(|(k, v)| {
+                                    format!(
+                                        "{k}={}",
+                                        v.as_str()
+                                            .map(str::to_string)
+                                            .unwrap_or_else(|| v.to_string())
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        })
+                        .unwrap_or_default();
+                    t.add_row(vec![
+                        s.step.clone(),
+                        s.kind.clone(),
+                        match &s.cached_from {
+                            Some(from) => format!("cached ({})", &from[..12.min(from.len())]),
+                            None => s.status.clone(),
+                        },
+                        s.attempts.to_string(),
+                        took(s.started_at, s.finished_at),
+                        shorten(&outputs, 60),
+                        shorten(
+                            s.error
+                                .as_deref()
+                                .unwrap_or("")
+                                .lines()
+                                .next()
+                                .unwrap_or(""),
+                            60,
+                        ),
+                    ]);
+                }
+                println!("{t}");
+            }
+        }
+        PipelinesCommand::Logs { run, step } => {
+            let run = project.meta.pipeline_run(&run).await?;
+            let steps = project.meta.step_runs(&run.id).await?;
+            if let Some(name) = &step
+                && !steps.iter().any(|s| &s.step == name)
+            {
+                anyhow::bail!(
+                    "Run {} has no step `{name}`\n  hint: its steps: {}",
+                    &run.id[..12],
+                    steps
+                        .iter()
+                        .map(|s| s.step.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            for s in steps
+                .iter()
+                .filter(|s| step.as_ref().is_none_or(|n| n == &s.step))
+            {
+                let text = match &s.log_object {
+                    Some(hex) => {
+                        let hash = kiln_core::ContentHash::parse(hex)?;
+                        String::from_utf8_lossy(&project.objects.get_bytes(&hash).await?)
+                            .into_owned()
+                    }
+                    // A step that runs now writes its log here.
+                    None => std::fs::read_to_string(
+                        kiln_pipeline::run::log_dir(project, &run.id)
+                            .join(format!("{}.log", s.step)),
+                    )
+                    .unwrap_or_default(),
+                };
+                if step.is_none() {
+                    println!("=== {} ({})", s.step, s.status);
+                }
+                print!("{text}");
+                if !text.is_empty() && !text.ends_with('\n') {
+                    println!();
+                }
+            }
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+pub async fn approve(
+    project: &Project,
+    run: &str,
+    step: &str,
+    reject: bool,
+    message: Option<&str>,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let run = project.meta.pipeline_run(run).await?;
+    let decision = if reject { "rejected" } else { "approved" };
+    if !project
+        .meta
+        .decide_step(&run.id, step, decision, message)
+        .await?
+    {
+        anyhow::bail!(
+            "Nothing waits for approval at step `{step}` of run {}\n  hint: `kiln pipelines show {}` shows its steps; an approval step waits while its status is running",
+            &run.id[..12],
+            &run.id[..12]
+        );
+    }
+    printer.note(format!("{decision} step `{step}` of run {}", &run.id[..12]));
+    Ok(ExitStatus::Success)
 }

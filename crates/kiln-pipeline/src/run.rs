@@ -1,0 +1,961 @@
+//! The runner: a pipeline's steps as a DAG, independent ones in parallel,
+//! each skipped when its cache key matches an earlier success, retried,
+//! timed out, cancelled; every pipeline run and step run recorded.
+//!
+//! A step's cache key hashes what decides its result: its definition with
+//! parameters and upstream outputs filled in, what it reads now (the
+//! dataset version a name resolves to, the content of the files it ingests
+//! or declares as `inputs`), and the outputs of the steps it needs. An
+//! unchanged upstream result leaves a step's key unchanged, so changing one
+//! input re-runs only the steps downstream of it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kiln_core::NoProgress;
+use kiln_project::Project;
+use kiln_project::pipelines::{self, PipelineConfig, Ref, StepConfig};
+use kiln_store::{NewPipelineRun, PipelineRun, StepRun, now_ms};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use tokio::sync::watch;
+
+use crate::junit;
+use crate::steps::{self, Log};
+use crate::{PipelineError, Result};
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// `--param NAME=VALUE`.
+    pub params: Vec<(String, String)>,
+    /// Run every step, cached or not (results are still recorded for later
+    /// runs to reuse).
+    pub force: bool,
+    /// Steps running at once.
+    pub jobs: usize,
+    /// What started it: `manual`, `schedule:<tick>`, `trigger:<id>`…
+    pub cause: String,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            params: Vec::new(),
+            force: false,
+            jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            cause: "manual".into(),
+        }
+    }
+}
+
+/// What the runner reports as it goes.
+pub enum Event<'a> {
+    Started {
+        run: &'a PipelineRun,
+        order: &'a [String],
+    },
+    StepStarted {
+        step: &'a str,
+        attempt: i64,
+    },
+    Retrying {
+        step: &'a str,
+        error: &'a str,
+        delay: Duration,
+    },
+    /// An approval step waits for `kiln approve`.
+    Waiting {
+        step: &'a str,
+    },
+    StepFinished {
+        step: &'a StepRun,
+    },
+}
+
+/// Receives events; called from the runner's tasks.
+pub type Observer = Arc<dyn Fn(Event<'_>) + Send + Sync>;
+
+/// A finished run with its steps in order.
+#[derive(Clone, Debug, Serialize)]
+pub struct Outcome {
+    pub run: PipelineRun,
+    pub steps: Vec<StepRun>,
+}
+
+/// A pipeline by name, or an error listing the declared ones.
+pub fn pipeline<'a>(project: &'a Project, name: &str) -> Result<&'a PipelineConfig> {
+    project.config.pipelines.get(name).ok_or_else(|| {
+        let names: Vec<&str> = project
+            .config
+            .pipelines
+            .keys()
+            .map(String::as_str)
+            .collect();
+        PipelineError::Invalid {
+            what: format!("pipeline `{name}`"),
+            message: "kiln.yaml declares no such pipeline".into(),
+            hint: if names.is_empty() {
+                "declare one under `pipelines:` in kiln.yaml".into()
+            } else {
+                format!("pipelines: {}", names.join(", "))
+            },
+        }
+    })
+}
+
+/// The pipeline's only name, when there is one.
+pub fn only_pipeline(project: &Project) -> Result<String> {
+    let names: Vec<&String> = project.config.pipelines.keys().collect();
+    match names.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(PipelineError::Invalid {
+            what: "kiln.yaml".into(),
+            message: "it declares no pipeline".into(),
+            hint: "declare one under `pipelines:` (see `kiln run --help`)".into(),
+        }),
+        many => Err(PipelineError::Invalid {
+            what: "the command".into(),
+            message: "name the pipeline to run".into(),
+            hint: format!(
+                "pipelines: {}",
+                many.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    }
+}
+
+/// The parameters' values: defaults, then `given`. An unknown name or a
+/// required parameter left out is an error.
+pub fn resolve_params(
+    name: &str,
+    p: &PipelineConfig,
+    given: &[(String, String)],
+) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for (k, v) in &p.params {
+        match v {
+            Value::Null => {}
+            Value::String(s) => {
+                out.insert(k.clone(), s.clone());
+            }
+            other => {
+                out.insert(k.clone(), other.to_string());
+            }
+        }
+    }
+    for (k, v) in given {
+        if !p.params.contains_key(k) {
+            return Err(PipelineError::Invalid {
+                what: format!("--param {k}"),
+                message: format!("pipeline `{name}` has no parameter `{k}`"),
+                hint: if p.params.is_empty() {
+                    format!("pipeline `{name}` takes no parameters")
+                } else {
+                    format!(
+                        "its parameters: {}",
+                        p.params.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )
+                },
+            });
+        }
+        out.insert(k.clone(), v.clone());
+    }
+    let missing: Vec<&String> = p.params.keys().filter(|k| !out.contains_key(*k)).collect();
+    if let Some(k) = missing.first() {
+        return Err(PipelineError::Invalid {
+            what: "the parameters".into(),
+            message: format!("pipeline `{name}` needs parameter `{k}`, which has no default"),
+            hint: format!("pass `--param {k}=VALUE`"),
+        });
+    }
+    Ok(out)
+}
+
+/// A step's definition with its templates filled in.
+#[derive(Clone, Debug, Serialize)]
+struct Resolved {
+    kind: String,
+    args: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    env: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    inputs: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    outputs: Vec<String>,
+}
+
+fn resolve(
+    step: &StepConfig,
+    params: &BTreeMap<String, String>,
+    upstream: &BTreeMap<String, Value>,
+    run_id: &str,
+) -> std::result::Result<Resolved, String> {
+    let value = |r: &Ref| -> Option<String> {
+        match r {
+            Ref::Param(p) => params.get(p).cloned(),
+            Ref::RunId => Some(run_id.to_string()),
+            Ref::Output { step, output } => match upstream.get(step).and_then(|o| o.get(output)) {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Null) | None => None,
+                Some(other) => Some(other.to_string()),
+            },
+        }
+    };
+    let render = |s: &str| -> std::result::Result<String, String> {
+        pipelines::render(s, &value).map_err(|e| match e.strip_suffix(" has no value") {
+            Some(r) if r.starts_with("${steps.") => {
+                format!("{r}: the step produced no such output")
+            }
+            _ => e,
+        })
+    };
+    fn walk(
+        v: &Value,
+        render: &dyn Fn(&str) -> std::result::Result<String, String>,
+    ) -> std::result::Result<Value, String> {
+        Ok(match v {
+            Value::String(s) => Value::String(render(s)?),
+            Value::Array(a) => Value::Array(
+                a.iter()
+                    .map(|x| walk(x, render))
+                    .collect::<std::result::Result<_, _>>()?,
+            ),
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, x)| Ok((k.clone(), walk(x, render)?)))
+                    .collect::<std::result::Result<_, String>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+    Ok(Resolved {
+        kind: step.kind_name().to_string(),
+        args: step
+            .args
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), walk(v, &render)?)))
+            .collect::<std::result::Result<_, String>>()?,
+        run: step.run.as_deref().map(render).transpose()?,
+        env: step
+            .env
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), render(v)?)))
+            .collect::<std::result::Result<_, String>>()?,
+        inputs: step
+            .inputs
+            .iter()
+            .map(|s| render(s))
+            .collect::<std::result::Result<_, _>>()?,
+        outputs: step
+            .outputs
+            .iter()
+            .map(|s| render(s))
+            .collect::<std::result::Result<_, _>>()?,
+    })
+}
+
+/// What the cache key hashes, besides the definition.
+async fn reads(project: &Project, r: &Resolved) -> std::result::Result<Value, String> {
+    if r.kind == "run" {
+        let mut files = Map::new();
+        for i in &r.inputs {
+            let path = steps::project_path(project, i);
+            files.insert(i.clone(), json!(steps::content_hash(project, &path)?));
+        }
+        return Ok(Value::Object(files));
+    }
+    steps::reads(project, &r.kind, &r.args).await
+}
+
+fn cache_key(r: &Resolved, reads: &Value, needs: &BTreeMap<String, Value>) -> String {
+    let upstream: BTreeMap<&String, String> = needs
+        .iter()
+        .map(|(k, v)| {
+            (
+                k,
+                blake3::hash(v.to_string().as_bytes()).to_hex().to_string(),
+            )
+        })
+        .collect();
+    let text = json!({ "v": 1, "step": r, "reads": reads, "needs": upstream }).to_string();
+    blake3::hash(text.as_bytes()).to_hex().to_string()
+}
+
+/// Everything a step's task needs.
+struct Ctx {
+    project: Arc<Project>,
+    run_id: String,
+    pipeline: PipelineConfig,
+    params: BTreeMap<String, String>,
+    force: bool,
+    logs: PathBuf,
+    observer: Observer,
+    worker: String,
+}
+
+/// Runs a pipeline to its end (or until `cancel` turns true).
+pub async fn run(
+    project: Arc<Project>,
+    name: &str,
+    opts: &RunOptions,
+    observer: Observer,
+    mut cancel: watch::Receiver<bool>,
+) -> Result<Outcome> {
+    let config = pipeline(&project, name)?.clone();
+    let params = resolve_params(name, &config, &opts.params)?;
+    let order: Vec<String> = config
+        .order()
+        .expect("kiln.yaml was validated when read")
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let deps: BTreeMap<String, BTreeSet<String>> = config
+        .dependencies()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.into_iter().map(str::to_string).collect()))
+        .collect();
+    let (source_commit, source_dirty) = kiln_project::training::git_state(project.root.as_deref());
+    let record = project
+        .meta
+        .create_pipeline_run(&NewPipelineRun {
+            pipeline: name.to_string(),
+            cause: opts.cause.clone(),
+            params: json!(params),
+            definition: serde_json::to_value(&config).expect("pipelines serialise"),
+            source_commit,
+            source_dirty,
+            steps: order
+                .iter()
+                .map(|s| (s.clone(), config.steps[s].value.kind_name().to_string()))
+                .collect(),
+        })
+        .await?;
+    observer(Event::Started {
+        run: &record,
+        order: &order,
+    });
+    let logs = log_dir(&project, &record.id);
+    std::fs::create_dir_all(&logs).map_err(PipelineError::io("create", &logs))?;
+    let ctx = Arc::new(Ctx {
+        project: project.clone(),
+        run_id: record.id.clone(),
+        pipeline: config.clone(),
+        params: params.clone(),
+        force: opts.force,
+        logs,
+        observer: observer.clone(),
+        worker: format!("local:{}", std::process::id()),
+    });
+
+    let position: BTreeMap<&str, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i))
+        .collect();
+    let mut state: BTreeMap<String, StepRun> = BTreeMap::new();
+    let mut outputs: BTreeMap<String, Value> = BTreeMap::new();
+    let mut running = tokio::task::JoinSet::new();
+    let mut started: BTreeSet<String> = BTreeSet::new();
+    let mut cancelled = false;
+    loop {
+        // Steps whose needs failed are skipped; ready ones start.
+        for step in &order {
+            if started.contains(step) || state.contains_key(step) {
+                continue;
+            }
+            let needs = &deps[step];
+            if let Some(bad) = needs.iter().find(|d| {
+                state
+                    .get(*d)
+                    .is_some_and(|s| !matches!(s.status.as_str(), "succeeded" | "cached"))
+            }) {
+                let mut s = blank(&ctx, step, position[step.as_str()]);
+                s.status = "skipped".into();
+                s.error = Some(format!(
+                    "needs `{bad}`, which {}",
+                    match state[bad].status.as_str() {
+                        "failed" => "failed",
+                        "cancelled" => "was cancelled",
+                        _ => "was skipped",
+                    }
+                ));
+                s.finished_at = Some(now_ms());
+                project.meta.put_step(&s, &[]).await?;
+                observer(Event::StepFinished { step: &s });
+                state.insert(step.clone(), s);
+                continue;
+            }
+            if cancelled || running.len() >= opts.jobs.max(1) {
+                continue;
+            }
+            if needs.iter().all(|d| state.contains_key(d)) {
+                let upstream: BTreeMap<String, Value> = needs
+                    .iter()
+                    .map(|d| (d.clone(), outputs.get(d).cloned().unwrap_or(Value::Null)))
+                    .collect();
+                started.insert(step.clone());
+                let ctx = ctx.clone();
+                let step = step.clone();
+                let pos = position[step.as_str()];
+                running.spawn(async move { execute(ctx, step, pos, upstream).await });
+            }
+        }
+        if running.is_empty() {
+            break;
+        }
+        let joined = tokio::select! {
+            j = running.join_next() => j,
+            _ = cancel.changed(), if !cancelled => {
+                cancelled = true;
+                running.abort_all();
+                continue;
+            }
+        };
+        match joined {
+            Some(Ok(Ok(s))) => {
+                if let Some(o) = &s.outputs {
+                    outputs.insert(s.step.clone(), o.clone());
+                }
+                started.remove(&s.step);
+                state.insert(s.step.clone(), s);
+            }
+            Some(Ok(Err(e))) => {
+                running.abort_all();
+                return Err(e);
+            }
+            Some(Err(e)) if e.is_cancelled() => {}
+            Some(Err(e)) => std::panic::resume_unwind(e.into_panic()),
+            None => break,
+        }
+        if cancelled && running.is_empty() {
+            break;
+        }
+    }
+    // What never finished was cancelled.
+    for step in &order {
+        if !state.contains_key(step) {
+            let mut s = blank(&ctx, step, position[step.as_str()]);
+            s.status = "cancelled".into();
+            s.error = Some("the run was cancelled".into());
+            s.finished_at = Some(now_ms());
+            project.meta.put_step(&s, &[]).await?;
+            observer(Event::StepFinished { step: &s });
+            state.insert(step.clone(), s);
+        }
+    }
+    let failed: Vec<&StepRun> = order
+        .iter()
+        .map(|s| &state[s])
+        .filter(|s| s.status == "failed")
+        .collect();
+    let (status, error) = if cancelled {
+        ("cancelled", Some("cancelled".to_string()))
+    } else if let Some(first) = failed.first() {
+        (
+            "failed",
+            Some(format!(
+                "step `{}` failed: {}",
+                first.step,
+                first.error.as_deref().unwrap_or("")
+            )),
+        )
+    } else {
+        ("succeeded", None)
+    };
+    project
+        .meta
+        .finish_pipeline_run(&record.id, status, error.as_deref())
+        .await?;
+    Ok(Outcome {
+        run: project.meta.pipeline_run(&record.id).await?,
+        steps: order.iter().map(|s| state[s].clone()).collect(),
+    })
+}
+
+/// Where a run's step logs are written while it runs.
+pub fn log_dir(project: &Project, run_id: &str) -> PathBuf {
+    match &project.root {
+        Some(root) => root.join(".kiln").join("logs").join(run_id),
+        None => std::env::temp_dir().join("kiln-logs").join(run_id),
+    }
+}
+
+fn blank(ctx: &Ctx, step: &str, position: usize) -> StepRun {
+    StepRun {
+        run_id: ctx.run_id.clone(),
+        step: step.to_string(),
+        kind: ctx.pipeline.steps[step].value.kind_name().to_string(),
+        position: position as i64,
+        status: "waiting".into(),
+        inputs: json!({}),
+        ..StepRun::default()
+    }
+}
+
+/// Runs one step: resolve, key, reuse or run (with retries and a
+/// timeout), record.
+async fn execute(
+    ctx: Arc<Ctx>,
+    step: String,
+    position: usize,
+    upstream: BTreeMap<String, Value>,
+) -> Result<StepRun> {
+    let project = &ctx.project;
+    let cfg = &ctx.pipeline.steps[&step].value;
+    let mut s = blank(&ctx, &step, position);
+    s.worker = Some(ctx.worker.clone());
+    s.started_at = Some(now_ms());
+    let resolved = match resolve(cfg, &ctx.params, &upstream, &ctx.run_id) {
+        Ok(r) => r,
+        Err(e) => return fail(&ctx, s, e).await,
+    };
+    let read = match reads(project, &resolved).await {
+        Ok(r) => r,
+        Err(e) => return fail(&ctx, s, e).await,
+    };
+    let key = cache_key(&resolved, &read, &upstream);
+    s.cache_key = Some(key.clone());
+    s.inputs = json!({ "step": resolved, "reads": read });
+    if cfg.cached()
+        && !ctx.force
+        && let Some(prev) = project.meta.cached_step(&key).await?
+    {
+        if let Err(e) = restore_outputs(project, prev.outputs.as_ref()).await {
+            return fail(&ctx, s, e).await;
+        }
+        s.status = "cached".into();
+        s.outputs = prev.outputs.clone();
+        s.cached_from = Some(prev.cached_from.clone().unwrap_or(prev.run_id.clone()));
+        s.log_object = prev.log_object.clone();
+        s.finished_at = Some(now_ms());
+        project.meta.put_step(&s, &[]).await?;
+        (ctx.observer)(Event::StepFinished { step: &s });
+        return Ok(s);
+    }
+
+    s.status = "running".into();
+    let log_path = ctx.logs.join(format!("{step}.log"));
+    let mut log = Log::create(&log_path).map_err(PipelineError::io("write", &log_path))?;
+    let retries = i64::from(cfg.retries.unwrap_or(0));
+    let mut delay = cfg
+        .retry_delay
+        .as_deref()
+        .map(kiln_core::parse_duration)
+        .transpose()
+        .expect("validated")
+        .unwrap_or(Duration::from_secs(1));
+    let timeout = cfg
+        .timeout
+        .as_deref()
+        .map(kiln_core::parse_duration)
+        .transpose()
+        .expect("validated");
+    let mut result;
+    loop {
+        s.attempts += 1;
+        project.meta.put_step(&s, &[]).await?;
+        (ctx.observer)(Event::StepStarted {
+            step: &step,
+            attempt: s.attempts,
+        });
+        if s.attempts > 1 {
+            log.line(format!("--- attempt {}", s.attempts));
+        }
+        let t = Instant::now();
+        let attempt = once(&ctx, &step, &resolved, &mut log);
+        result = match timeout {
+            Some(limit) => match tokio::time::timeout(limit, attempt).await {
+                Ok(r) => r,
+                Err(_) => Err(format!(
+                    "timed out after {} (timeout: {})",
+                    human(t.elapsed()),
+                    cfg.timeout.as_deref().unwrap_or_default()
+                )),
+            },
+            None => attempt.await,
+        };
+        match &result {
+            Err(e) if s.attempts <= retries => {
+                log.line(format!("attempt {} failed: {e}", s.attempts));
+                (ctx.observer)(Event::Retrying {
+                    step: &step,
+                    error: e,
+                    delay,
+                });
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            _ => break,
+        }
+    }
+    drop(log);
+    s.log_object = store_log(project, &log_path).await?;
+    match result {
+        Ok(produced) => {
+            s.status = "succeeded".into();
+            s.outputs = Some(Value::Object(produced.outputs));
+            s.finished_at = Some(now_ms());
+            project
+                .meta
+                .put_step(&s, &steps::edges(&ctx.run_id, &produced.produced))
+                .await?;
+            (ctx.observer)(Event::StepFinished { step: &s });
+            Ok(s)
+        }
+        Err(e) => fail(&ctx, s, e).await,
+    }
+}
+
+/// Records a step's failure.
+async fn fail(ctx: &Ctx, mut s: StepRun, error: String) -> Result<StepRun> {
+    s.status = "failed".into();
+    s.error = Some(error);
+    s.finished_at = Some(now_ms());
+    ctx.project.meta.put_step(&s, &[]).await?;
+    (ctx.observer)(Event::StepFinished { step: &s });
+    Ok(s)
+}
+
+/// One try of a step.
+async fn once(
+    ctx: &Ctx,
+    step: &str,
+    r: &Resolved,
+    log: &mut Log,
+) -> std::result::Result<steps::Produced, String> {
+    match r.kind.as_str() {
+        "run" => run_command(ctx, step, r, log).await,
+        "approve" => approve(ctx, step, r, log).await,
+        kind => steps::builtin(&ctx.project, kind, &r.args, log).await,
+    }
+}
+
+/// Kills a command's whole process group when dropped (a timeout, a
+/// cancelled run), so no grandchild outlives its step.
+struct GroupGuard(Option<i32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // SAFETY: killpg only sends a signal; a stale group id fails
+            // with ESRCH, which is ignored.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::killpg(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+async fn run_command(
+    ctx: &Ctx,
+    step: &str,
+    r: &Resolved,
+    log: &mut Log,
+) -> std::result::Result<steps::Produced, String> {
+    let command = r.run.as_deref().unwrap_or_default();
+    let outputs_file = ctx.logs.join(format!("{step}.outputs"));
+    let _ = std::fs::remove_file(&outputs_file);
+    let cwd = ctx
+        .project
+        .root
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("."));
+    let out = log
+        .handle()
+        .map_err(|e| format!("cannot write the log: {e}"))?;
+    let err = log
+        .handle()
+        .map_err(|e| format!("cannot write the log: {e}"))?;
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(command)
+        .current_dir(&cwd)
+        .envs(&r.env)
+        .env("KILN_RUN_ID", &ctx.run_id)
+        .env("KILN_STEP", step)
+        .env("KILN_OUTPUTS", &outputs_file)
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start `sh -c {command}`: {e}"))?;
+    let mut guard = GroupGuard(child.id().map(|p| p as i32));
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| format!("waiting for `{command}`: {e}"))?;
+    guard.0 = None;
+    if !status.success() {
+        let tail = tail_of(&ctx.logs.join(format!("{step}.log")), 5);
+        return Err(format!(
+            "`{command}` exited with {}{}",
+            match status.code() {
+                Some(c) => format!("status {c}"),
+                None => "a signal".into(),
+            },
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!("; its last lines:\n{tail}")
+            }
+        ));
+    }
+    let mut p = steps::Produced::default();
+    if let Ok(text) = std::fs::read_to_string(&outputs_file) {
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let Some((k, v)) = line.split_once('=') else {
+                return Err(format!("$KILN_OUTPUTS line `{line}` is not NAME=VALUE"));
+            };
+            p.outputs.insert(k.trim().to_string(), json!(v.trim()));
+        }
+    }
+    let mut files = Map::new();
+    for o in &r.outputs {
+        let path = steps::project_path(&ctx.project, o);
+        if !path.is_file() {
+            return Err(format!("it declares output `{o}`, but wrote no file there"));
+        }
+        let (hash, _, _) = ctx
+            .project
+            .objects
+            .put_file(&path, &NoProgress)
+            .await
+            .map_err(|e| format!("storing output `{o}`: {e}"))?;
+        files.insert(o.clone(), json!(hash.to_hex()));
+    }
+    if !files.is_empty() {
+        p.outputs.insert("files".into(), Value::Object(files));
+    }
+    Ok(p)
+}
+
+/// Waits for `kiln approve` (or a rejection).
+async fn approve(
+    ctx: &Ctx,
+    step: &str,
+    r: &Resolved,
+    log: &mut Log,
+) -> std::result::Result<steps::Produced, String> {
+    if let Some(Value::String(m)) = r.args.get("message") {
+        log.line(m);
+    }
+    log.line(format!(
+        "waiting: kiln approve {} {step} (or --reject)",
+        &ctx.run_id
+    ));
+    (ctx.observer)(Event::Waiting { step });
+    loop {
+        match ctx.project.meta.step_decision(&ctx.run_id, step).await {
+            Ok(Some((d, by))) if d == "approved" => {
+                log.line(format!("approved by {by}"));
+                let mut p = steps::Produced::default();
+                p.outputs.insert("by".into(), json!(by));
+                return Ok(p);
+            }
+            Ok(Some((_, by))) => return Err(format!("rejected by {by}")),
+            Ok(None) => tokio::time::sleep(Duration::from_millis(250)).await,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Puts a cached `run:` step's files back where they belong, when missing
+/// or changed.
+async fn restore_outputs(
+    project: &Project,
+    outputs: Option<&Value>,
+) -> std::result::Result<(), String> {
+    let Some(files) = outputs
+        .and_then(|o| o.get("files"))
+        .and_then(Value::as_object)
+    else {
+        return Ok(());
+    };
+    for (rel, hash) in files {
+        let hash = hash.as_str().unwrap_or_default();
+        let path = steps::project_path(project, rel);
+        if path.is_file() && steps::content_hash(project, &path).is_ok_and(|h| h == hash) {
+            continue;
+        }
+        let id = kiln_core::ContentHash::parse(hash).map_err(|e| e.to_string())?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("restoring `{rel}`: {e}"))?;
+        }
+        project
+            .objects
+            .get_to_file(&id, &path, &NoProgress)
+            .await
+            .map_err(|e| format!("restoring `{rel}`: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Stores a step's log as an object (an empty log stores nothing).
+async fn store_log(project: &Project, path: &Path) -> Result<Option<String>> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() > 0 => {
+            let (hash, _, _) = project.objects.put_file(path, &NoProgress).await?;
+            Ok(Some(hash.to_hex()))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn tail_of(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `1.2s`, `3m04s`.
+pub fn human(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 60.0 {
+        format!("{s:.1}s")
+    } else {
+        format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+    }
+}
+
+/// What `--dry-run` shows for one step.
+#[derive(Clone, Debug, Serialize)]
+pub struct Planned {
+    pub step: String,
+    pub kind: String,
+    pub needs: Vec<String>,
+    /// The command, or the built-in's arguments, as far as they are known
+    /// before running.
+    pub does: String,
+    /// `cached` (its key matches an earlier success), `run`, or `run` after
+    /// a step that runs.
+    pub will: String,
+}
+
+/// The plan `kiln run --dry-run` prints: the steps in order, and which
+/// would be reused from the cache. Nothing is recorded or run.
+pub async fn plan(project: &Project, name: &str, opts: &RunOptions) -> Result<Vec<Planned>> {
+    let config = pipeline(project, name)?;
+    let params = resolve_params(name, config, &opts.params)?;
+    let deps = config.dependencies();
+    let mut known: BTreeMap<String, Value> = BTreeMap::new();
+    let mut out = Vec::new();
+    for step in config.order().expect("validated") {
+        let cfg = &config.steps[step].value;
+        let needs: Vec<String> = deps[step].iter().map(|s| s.to_string()).collect();
+        let pending: Vec<&String> = needs.iter().filter(|n| !known.contains_key(*n)).collect();
+        let upstream: BTreeMap<String, Value> = needs
+            .iter()
+            .filter_map(|n| known.get(n).map(|v| (n.clone(), v.clone())))
+            .collect();
+        let shown = |r: &Resolved| match &r.run {
+            Some(c) => c.clone(),
+            None => Value::Object(r.args.clone()).to_string(),
+        };
+        let (does, will) = if !pending.is_empty() {
+            let does = match &cfg.run {
+                Some(c) => c.clone(),
+                None => serde_json::to_string(&cfg.args).unwrap_or_default(),
+            };
+            (does, format!("run after `{}`", pending[0]))
+        } else {
+            match resolve(cfg, &params, &upstream, "(new run)") {
+                Err(e) => (String::new(), format!("fail: {e}")),
+                Ok(r) => {
+                    let does = shown(&r);
+                    let cached = if cfg.cached() && !opts.force {
+                        match reads(project, &r).await {
+                            Ok(read) => {
+                                project
+                                    .meta
+                                    .cached_step(&cache_key(&r, &read, &upstream))
+                                    .await?
+                            }
+                            Err(e) => {
+                                out.push(Planned {
+                                    step: step.to_string(),
+                                    kind: r.kind.clone(),
+                                    needs,
+                                    does,
+                                    will: format!("fail: {e}"),
+                                });
+                                continue;
+                            }
+                        }
+                    } else {
+                        None
+                    };
+                    match cached {
+                        Some(prev) => {
+                            known.insert(step.to_string(), prev.outputs.unwrap_or(Value::Null));
+                            (
+                                does,
+                                format!(
+                                    "cached (run {})",
+                                    &prev.cached_from.unwrap_or(prev.run_id)[..12]
+                                ),
+                            )
+                        }
+                        None => (does, "run".to_string()),
+                    }
+                }
+            }
+        };
+        out.push(Planned {
+            step: step.to_string(),
+            kind: cfg.kind_name().to_string(),
+            needs,
+            does,
+            will,
+        });
+    }
+    Ok(out)
+}
+
+/// A run as JUnit test cases, one per step.
+pub fn junit_cases(outcome: &Outcome) -> Vec<junit::Case> {
+    outcome
+        .steps
+        .iter()
+        .map(|s| junit::Case {
+            name: s.step.clone(),
+            classname: format!("kiln.pipeline.{}", outcome.run.pipeline),
+            seconds: match (s.started_at, s.finished_at) {
+                (Some(a), Some(b)) => (b - a) as f64 / 1e3,
+                _ => 0.0,
+            },
+            outcome: match s.status.as_str() {
+                "succeeded" | "cached" => junit::CaseOutcome::Passed,
+                "failed" => junit::CaseOutcome::Failed {
+                    message: s
+                        .error
+                        .as_deref()
+                        .unwrap_or("failed")
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                    detail: s.error.clone().unwrap_or_default(),
+                },
+                _ => junit::CaseOutcome::Skipped {
+                    message: s.error.clone().unwrap_or_else(|| s.status.clone()),
+                },
+            },
+        })
+        .collect()
+}
