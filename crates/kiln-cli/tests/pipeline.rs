@@ -160,3 +160,478 @@ fn a_gate_refuses_bad_requirements_and_unknown_models_with_exit_2() {
     let out = p.kiln(&["gate", "abcdef", "--require", "r2 > 0"]).code(2);
     assert!(out.stderr.contains("MODEL@VERSION"), "{}", out.stderr);
 }
+
+/// The status of each step of a `kiln run --json`, by name.
+fn statuses(run: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+    run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["step"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn with_pipeline(steps: &str) -> Project {
+    let p = Project::new();
+    p.set_config(&format!("project: t\npipelines:\n  main:\n{steps}"));
+    p
+}
+
+#[test]
+fn a_pipeline_reruns_only_the_steps_downstream_of_a_changed_input() {
+    let p = with_pipeline(
+        r#"    params: { greeting: hello }
+    steps:
+      clean:
+        run: "tr a-z A-Z < raw.txt > clean.txt && echo lines=$(wc -l < clean.txt) >> $KILN_OUTPUTS"
+        inputs: [raw.txt]
+        outputs: [clean.txt]
+      report:
+        run: "echo '${params.greeting} ${steps.clean.lines}' > report.txt && cat clean.txt >> report.txt"
+        outputs: [report.txt]
+      other:
+        run: "cat other.txt > other.out"
+        inputs: [other.txt]
+        outputs: [other.out]
+"#,
+    );
+    p.write("raw.txt", "a\nb\n");
+    p.write("other.txt", "x\n");
+    let first = p.kiln(&["run", "--json"]).ok().json();
+    assert_eq!(first["run"]["status"], "succeeded");
+    assert!(
+        statuses(&first).values().all(|s| s == "succeeded"),
+        "{first}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.path("report.txt")).unwrap(),
+        "hello 2\nA\nB\n"
+    );
+
+    // Nothing changed: every step is reused, and a deleted output comes back
+    // from the object store.
+    std::fs::remove_file(p.path("clean.txt")).unwrap();
+    let second = p.kiln(&["run", "main", "--json"]).ok().json();
+    assert!(
+        statuses(&second).values().all(|s| s == "cached"),
+        "{second}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(p.path("clean.txt")).unwrap(),
+        "A\nB\n"
+    );
+    assert_eq!(
+        second["steps"][0]["cached_from"], first["run"]["id"],
+        "{second}"
+    );
+
+    // One input changes: its step and the one downstream run, the other
+    // branch is reused.
+    p.write("raw.txt", "a\nb\nc\n");
+    let plan = p.kiln(&["run", "--dry-run", "--json"]).ok().json();
+    let will: Vec<(&str, &str)> = plan
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["step"].as_str().unwrap(), s["will"].as_str().unwrap()))
+        .collect();
+    assert_eq!(will[0], ("clean", "run"));
+    assert!(will[1].1.starts_with("cached"), "{will:?}");
+    assert_eq!(will[2], ("report", "run after `clean`"));
+    let third = p.kiln(&["run", "--json"]).ok().json();
+    let s = statuses(&third);
+    assert_eq!(
+        (
+            s["clean"].as_str(),
+            s["report"].as_str(),
+            s["other"].as_str()
+        ),
+        ("succeeded", "succeeded", "cached")
+    );
+    assert!(
+        std::fs::read_to_string(p.path("report.txt"))
+            .unwrap()
+            .starts_with("hello 3\n")
+    );
+
+    // A parameter is part of the key; --force runs everything.
+    let fourth = p
+        .kiln(&["run", "--param", "greeting=hi", "--json"])
+        .ok()
+        .json();
+    let s = statuses(&fourth);
+    assert_eq!(
+        (s["clean"].as_str(), s["report"].as_str()),
+        ("cached", "succeeded")
+    );
+    let forced = p.kiln(&["run", "--force", "--json"]).ok().json();
+    assert!(statuses(&forced).values().all(|s| s == "succeeded"));
+
+    // Every run is recorded; `show` and `logs` read them back.
+    let runs = p.kiln(&["pipelines", "runs", "--json"]).ok().json();
+    assert_eq!(runs.as_array().unwrap().len(), 5);
+    let id = first["run"]["id"].as_str().unwrap();
+    let shown = p
+        .kiln(&["pipelines", "show", &id[..10], "--json"])
+        .ok()
+        .json();
+    assert_eq!(shown["steps"][0]["outputs"]["lines"], "2");
+    let logs = p.kiln(&["pipelines", "logs", &id[..10], "report"]).ok();
+    assert_eq!(logs.stdout, "");
+    let ls = p.kiln(&["pipelines", "ls"]).ok();
+    assert!(
+        ls.stdout.contains("main") && ls.stdout.contains("succeeded"),
+        "{}",
+        ls.stdout
+    );
+}
+
+#[test]
+fn a_failed_step_is_retried_then_stops_what_needs_it_and_the_run_exits_1() {
+    let p = with_pipeline(
+        r#"    steps:
+      flaky:
+        run: "echo try >> tries.txt; echo oops; exit 3"
+        retries: 2
+        retry_delay: 10ms
+      after: { run: "touch after.txt", needs: [flaky] }
+      later: { run: "touch later.txt", needs: [after] }
+      beside: { run: "touch beside.txt" }
+"#,
+    );
+    let junit = p.path("run.xml");
+    let out = p
+        .kiln(&["run", "--json", "--junit", junit.to_str().unwrap()])
+        .code(1);
+    let run = out.json();
+    let s = statuses(&run);
+    assert_eq!(s["flaky"], "failed");
+    assert_eq!(s["after"], "skipped");
+    assert_eq!(s["later"], "skipped");
+    assert_eq!(s["beside"], "succeeded");
+    assert_eq!(
+        std::fs::read_to_string(p.path("tries.txt")).unwrap(),
+        "try\ntry\ntry\n"
+    );
+    let flaky = &run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["step"] == "flaky")
+        .unwrap();
+    assert_eq!(flaky["attempts"], 3);
+    let error = flaky["error"].as_str().unwrap();
+    assert!(
+        error.contains("exited with status 3") && error.contains("oops"),
+        "{error}"
+    );
+    assert!(!p.path("after.txt").exists());
+    assert_eq!(run["run"]["status"], "failed");
+    assert!(
+        run["run"]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("step `flaky` failed")
+    );
+    let after = &run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["step"] == "later")
+        .unwrap();
+    assert_eq!(after["error"], "needs `after`, which was skipped");
+
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("tests=\"4\" failures=\"1\" errors=\"0\" skipped=\"2\""),
+        "{xml}"
+    );
+
+    // A failure is not cached: the next run tries again.
+    let again = p.kiln(&["run", "--json"]).code(1).json();
+    assert_eq!(statuses(&again)["flaky"], "failed");
+    assert_eq!(statuses(&again)["beside"], "cached");
+    let log = p
+        .kiln(&[
+            "pipelines",
+            "logs",
+            run["run"]["id"].as_str().unwrap(),
+            "flaky",
+        ])
+        .ok();
+    assert_eq!(
+        log.stdout.lines().filter(|l| *l == "oops").count(),
+        3,
+        "{}",
+        log.stdout
+    );
+    assert!(log.stdout.contains("--- attempt 3"), "{}", log.stdout);
+}
+
+#[test]
+fn independent_steps_run_in_parallel_and_a_timeout_kills_the_command() {
+    let p = with_pipeline(
+        r#"    steps:
+      one: { run: "sleep 1", cache: false }
+      two: { run: "sleep 1", cache: false }
+      slow:
+        run: "sleep 30; touch never.txt"
+        timeout: 500ms
+"#,
+    );
+    let t = std::time::Instant::now();
+    let run = p.kiln(&["run", "--jobs", "3", "--json"]).code(1).json();
+    let took = t.elapsed().as_secs_f64();
+    assert!(
+        took < 1.9,
+        "the two 1 s steps ran one after the other: {took:.2}s"
+    );
+    let s = statuses(&run);
+    assert_eq!(
+        (s["one"].as_str(), s["two"].as_str()),
+        ("succeeded", "succeeded")
+    );
+    assert_eq!(s["slow"], "failed");
+    let slow = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["step"] == "slow")
+        .unwrap();
+    assert!(
+        slow["error"].as_str().unwrap().contains("timed out"),
+        "{slow}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!p.path("never.txt").exists());
+
+    // One job at a time: the same steps take twice as long.
+    let t = std::time::Instant::now();
+    p.kiln(&["run", "--jobs", "1", "--json"]).code(1);
+    assert!(t.elapsed().as_secs_f64() >= 2.0);
+}
+
+#[test]
+fn ctrl_c_cancels_the_run_and_its_commands() {
+    let p = with_pipeline(
+        r#"    steps:
+      long: { run: "sleep 30; touch never.txt" }
+      next: { run: "touch next.txt", needs: [long] }
+"#,
+    );
+    let child = p
+        .command(&["run", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: signals a child we started.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run["run"]["status"], "cancelled");
+    let s = statuses(&run);
+    assert_eq!(
+        (s["long"].as_str(), s["next"].as_str()),
+        ("cancelled", "cancelled")
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!p.path("never.txt").exists() && !p.path("next.txt").exists());
+}
+
+#[test]
+fn bad_pipelines_are_refused_with_the_line_and_nothing_runs() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "    steps:\n      a: { run: x, needs: [b] }\n      b: { run: y, needs: [a] }\n",
+            "kiln.yaml:5",
+            "cycle: a → b → a",
+        ),
+        (
+            "    steps:\n      a: { kind: trian }\n",
+            "kiln.yaml:5",
+            "unknown kind `trian`",
+        ),
+        (
+            "    steps:\n      a: { run: x }\n      b:\n        run: y\n        needs: [a, nope]\n",
+            "kiln.yaml:8",
+            "needs `nope`",
+        ),
+        (
+            "    schedule: \"0 25 * * *\"\n    steps:\n      a: { run: x }\n",
+            "kiln.yaml:4",
+            "schedule `0 25 * * *`",
+        ),
+        (
+            "    steps:\n      a: { run: \"${params.nope}\" }\n",
+            "kiln.yaml:5",
+            "not declared",
+        ),
+        ("    steps:\n      a: { run: x\n", "kiln.yaml", ""),
+    ];
+    for (steps, at, needle) in cases {
+        let p = with_pipeline(steps);
+        let out = p.kiln(&["run"]).code(2);
+        assert!(out.stderr.contains(at), "{steps}\n{}", out.stderr);
+        assert!(out.stderr.contains(needle), "{steps}\n{}", out.stderr);
+        assert!(out.stderr.contains("hint:"), "{steps}\n{}", out.stderr);
+    }
+
+    // Parameters: a required one left out, an unknown one, a bad one.
+    let p = with_pipeline(
+        "    params: { size: ~ }\n    steps:\n      a: { run: \"touch ${params.size}\" }\n",
+    );
+    let out = p.kiln(&["run"]).code(2);
+    assert!(
+        out.stderr.contains("needs parameter `size`") && out.stderr.contains("--param size="),
+        "{}",
+        out.stderr
+    );
+    let out = p.kiln(&["run", "--param", "sise=1"]).code(2);
+    assert!(
+        out.stderr.contains("no parameter `sise`") && out.stderr.contains("size"),
+        "{}",
+        out.stderr
+    );
+    let out = p.kiln(&["run", "--param", "size"]).code(2);
+    assert!(out.stderr.contains("NAME=VALUE"), "{}", out.stderr);
+    let out = p.kiln(&["run", "nope", "--param", "size=1"]).code(2);
+    assert!(
+        out.stderr.contains("pipeline `nope`") && out.stderr.contains("main"),
+        "{}",
+        out.stderr
+    );
+    let runs = p.kiln(&["pipelines", "runs", "--json"]).ok().json();
+    assert_eq!(runs.as_array().unwrap().len(), 0, "nothing was recorded");
+    p.kiln(&["run", "--param", "size=big"]).ok();
+    assert!(p.path("big").exists());
+}
+
+#[test]
+fn an_ml_pipeline_trains_registers_gates_waits_for_approval_and_deploys() {
+    let p = Project::new();
+    std::fs::copy(BIKES, p.path("bikes.csv")).unwrap();
+    p.set_config(
+        r#"project: t
+datasets:
+  bikes:
+    checks:
+      rows: { min: 100 }
+pipelines:
+  bikes:
+    params: { min_r2: "0.3" }
+    steps:
+      ingest: { kind: ingest, with: { dataset: bikes, path: bikes.csv } }
+      check: { kind: check, with: { dataset: "${steps.ingest.dataset}" } }
+      train:
+        kind: train
+        needs: [check]
+        with: { dataset: "${steps.ingest.dataset}", target: bikers, trials: 2, split: time }
+      register: { kind: register, with: { model: bikes, run: "${steps.train.run}" } }
+      gate:
+        kind: gate
+        with: { model: "${steps.register.model}", require: "r2 >= ${params.min_r2} && rmse <= champion.rmse * 1.2" }
+      approve: { kind: approve, needs: [gate], with: { message: "look at the report" } }
+      deploy: { kind: deploy, needs: [approve], with: { model: "${steps.register.model}", alias: champion } }
+"#,
+    );
+    let child = p
+        .command(&["run", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the approval step waits, then approve it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let run_id = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the approval step never waited"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let runs = p.kiln(&["pipelines", "runs", "--json"]).ok().json();
+        let Some(id) = runs[0]["id"].as_str() else {
+            continue;
+        };
+        let shown = p.kiln(&["pipelines", "show", id, "--json"]).ok().json();
+        let approve = shown["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == "approve")
+            .unwrap()
+            .clone();
+        if approve["status"] == "running" {
+            break id.to_string();
+        }
+    };
+    let wrong = p.kiln(&["approve", &run_id, "deploy"]).code(2);
+    assert!(wrong.stderr.contains("Nothing waits"), "{}", wrong.stderr);
+    p.kiln(&["approve", &run_id, "approve", "-m", "fine"]).ok();
+    let out = child.wait_with_output().unwrap();
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        run["run"]["status"],
+        "succeeded",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = statuses(&run);
+    assert!(s.values().all(|v| v == "succeeded"), "{s:?}");
+    let champion = p
+        .kiln(&["models", "show", "bikes@champion", "--json"])
+        .ok()
+        .json();
+    assert_eq!(champion["version"]["version"], 1);
+    // The model version traces back to the pipeline run.
+    let lineage = p.kiln(&["lineage", "bikes@1", "--json"]).ok().stdout;
+    assert!(lineage.contains(&run_id), "{lineage}");
+    let audit = p.kiln(&["audit", "--json"]).ok().stdout;
+    assert!(audit.contains("pipeline.approved"), "{audit}");
+
+    // Run again: the data and model are reused, the gate compares with the
+    // champion now, and a rejection stops the deploy.
+    let child = p
+        .command(&["run", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let runs = p.kiln(&["pipelines", "runs", "--json"]).ok().json();
+        let id = runs[0]["id"].as_str().unwrap().to_string();
+        if id != run_id && p.kiln(&["approve", &id, "approve", "--reject"]).code == 0 {
+            break;
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = statuses(&run);
+    assert_eq!(s["ingest"], "cached");
+    assert_eq!(s["train"], "cached");
+    assert_eq!(s["register"], "cached");
+    assert_eq!(s["gate"], "succeeded");
+    assert_eq!(s["approve"], "failed");
+    assert_eq!(s["deploy"], "skipped");
+    let gate = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["step"] == "gate")
+        .unwrap();
+    assert_eq!(gate["outputs"]["clauses"][1]["outcome"], "passed", "{gate}");
+}

@@ -584,7 +584,11 @@ async fn execute(
         };
         match &result {
             Err(e) if s.attempts <= retries => {
-                log.line(format!("attempt {} failed: {e}", s.attempts));
+                log.line(format!(
+                    "attempt {} failed: {}",
+                    s.attempts,
+                    e.lines().next().unwrap_or_default()
+                ));
                 (ctx.observer)(Event::Retrying {
                     step: &step,
                     error: e,

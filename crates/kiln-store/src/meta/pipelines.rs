@@ -146,7 +146,8 @@ impl MetaStore {
     /// transaction.
     pub async fn create_pipeline_run(&self, new: &NewPipelineRun) -> Result<PipelineRun> {
         let run = PipelineRun {
-            id: uuid::Uuid::now_v7().simple().to_string(),
+            // Hashed, so short prefixes of runs started together differ.
+            id: blake3::hash(uuid::Uuid::now_v7().as_bytes()).to_hex()[..32].to_string(),
             pipeline: new.pipeline.clone(),
             status: "running".into(),
             cause: new.cause.clone(),
