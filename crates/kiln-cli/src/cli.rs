@@ -289,6 +289,14 @@ pub enum PipelinesCommand {
         run: String,
         step: Option<String>,
     },
+    /// Ask `kiln server` to run a pipeline (a pending trigger it takes
+    /// within its `--scheduler-every`).
+    Trigger {
+        pipeline: String,
+        /// Why, shown with the run's cause.
+        #[arg(long, default_value = "asked from the command line")]
+        reason: String,
+    },
     /// The built-in step kinds, their arguments and outputs.
     Kinds,
 }
@@ -572,6 +580,10 @@ pub struct ServerArgs {
     /// Port to listen on (0 picks a free one).
     #[arg(long, short, default_value_t = 5000, env = "KILN_PORT")]
     pub port: u16,
+    /// How often to look for due pipeline schedules, new versions of
+    /// watched datasets and pending triggers.
+    #[arg(long, default_value = "5s", value_name = "DURATION")]
+    pub scheduler_every: String,
 }
 
 #[derive(Debug, Args)]

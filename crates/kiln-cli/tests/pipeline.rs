@@ -635,3 +635,90 @@ pipelines:
         .unwrap();
     assert_eq!(gate["outputs"]["clauses"][1]["outcome"], "passed", "{gate}");
 }
+
+/// Two `kiln server`s on one PostgreSQL + S3 store run a pipeline on its
+/// schedule (every 2 s), on a new version of a dataset it watches and on a
+/// pending trigger; each firing runs once.
+#[tokio::test(flavor = "multi_thread")]
+async fn servers_run_schedules_dataset_triggers_and_pending_triggers_once() {
+    let p = Project::on_servers().await;
+    p.write("a.csv", "x,y\n1,2\n3,4\n");
+    p.write("b.csv", "x,y\n5,6\n7,8\n");
+    let config = std::fs::read_to_string(p.path("kiln.yaml")).unwrap();
+    p.set_config(&format!(
+        r#"{config}
+pipelines:
+  tick:
+    schedule: "*/2 * * * * *"
+    steps:
+      say: {{ run: "echo tick", cache: false }}
+  fresh:
+    triggers: [{{ dataset: watched }}]
+    steps:
+      count: {{ kind: check, with: {{ dataset: watched }} }}
+"#
+    ));
+    // A version that exists before the servers start does not trigger.
+    p.kiln(&[
+        "data",
+        "add",
+        "watched",
+        p.path("a.csv").to_str().unwrap(),
+        "-q",
+    ])
+    .ok();
+    let args = ["server", "--port", "0", "--scheduler-every", "200ms"];
+    let mut one = common::Server::start(&p, &args, &[]);
+    let mut two = common::Server::start(&p, &args, &[]);
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    p.kiln(&[
+        "data",
+        "add",
+        "watched",
+        p.path("b.csv").to_str().unwrap(),
+        "-q",
+    ])
+    .ok();
+    p.kiln(&["pipelines", "trigger", "tick", "--reason", "by hand"])
+        .ok();
+    std::thread::sleep(std::time::Duration::from_millis(6500));
+    one.terminate();
+    two.terminate();
+
+    let runs = p
+        .kiln(&["pipelines", "runs", "--limit", "100", "--json"])
+        .ok()
+        .json();
+    let runs = runs.as_array().unwrap();
+    let causes: Vec<&str> = runs.iter().map(|r| r["cause"].as_str().unwrap()).collect();
+    let ticks: Vec<&&str> = causes
+        .iter()
+        .filter(|c| c.starts_with("schedule:"))
+        .collect();
+    let unique: std::collections::BTreeSet<&&&str> = ticks.iter().collect();
+    assert_eq!(ticks.len(), unique.len(), "a tick fired twice: {causes:?}");
+    assert!(
+        (3..=5).contains(&ticks.len()),
+        "every 2 s for about 7 s: {causes:?}\n{}\n{}",
+        one.log(),
+        two.log()
+    );
+    let fresh: Vec<&serde_json::Value> = runs.iter().filter(|r| r["pipeline"] == "fresh").collect();
+    assert_eq!(fresh.len(), 1, "{causes:?}");
+    assert_eq!(fresh[0]["status"], "succeeded");
+    let manual = causes.iter().filter(|c| c.starts_with("trigger:")).count();
+    assert_eq!(
+        manual, 2,
+        "the dataset trigger and the manual one, once each: {causes:?}"
+    );
+    let triggers = p.kiln(&["monitor", "triggers", "--json"]).ok().json();
+    assert!(
+        triggers
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["status"] == "taken"),
+        "{triggers}"
+    );
+    assert!(runs.iter().all(|r| r["status"] == "succeeded"), "{runs:?}");
+}

@@ -10,6 +10,7 @@ pub mod expr;
 pub mod gate;
 pub mod junit;
 pub mod run;
+pub mod schedule;
 pub mod steps;
 
 pub use error::PipelineError;

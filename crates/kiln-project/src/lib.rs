@@ -25,7 +25,7 @@ pub use config::{
     DatasetConfig, DeploymentConfig, KilnYaml, MonitorConfig, RuleConfig, SplitConfig, WindowSpec,
 };
 pub use error::ProjectError;
-pub use project::{Locations, Project, find_root};
+pub use project::{CONFIG_FILE, Locations, Project, find_root};
 pub use registry::{FetchedModel, ModelRef};
 
 pub type Result<T, E = ProjectError> = std::result::Result<T, E>;

@@ -560,7 +560,20 @@ impl Project {
                 match change {
                     AlertChange::Fired(a) => {
                         self.act(cfg, &a, "firing", &mut run).await?;
-                        if let Some(p) = &rule.retrain {
+                        // The rule's `retrain:` and every pipeline with a
+                        // trigger on this monitor's alerts.
+                        let mut pipelines: Vec<&String> = rule.retrain.iter().collect();
+                        for (pname, pc) in &self.config.pipelines {
+                            if pc
+                                .triggers
+                                .iter()
+                                .any(|t| t.value.alert.as_deref() == Some(name))
+                                && !pipelines.contains(&pname)
+                            {
+                                pipelines.push(pname);
+                            }
+                        }
+                        for p in pipelines {
                             let t = self
                                 .meta
                                 .add_pipeline_trigger(

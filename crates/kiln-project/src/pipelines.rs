@@ -34,7 +34,7 @@ pub struct PipelineConfig {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, serde_json::Value>,
     /// When `kiln server` runs it: a cron expression in UTC (`0 3 * * *`,
-    /// `@hourly`).
+    /// `@hourly`; six fields put seconds first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Spanned<String>>,
     /// What else makes `kiln server` run it.
@@ -628,12 +628,13 @@ fn kind_list() -> String {
     KINDS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
 }
 
-/// Parses a cron expression (five fields, UTC; `@hourly`, `@daily`…).
+/// Parses a cron expression (five fields, or six with seconds first; UTC;
+/// `@hourly`, `@daily`…).
 pub fn parse_schedule(s: &str) -> Result<croner::Cron, String> {
-    if !s.starts_with('@') && s.split_whitespace().count() != 5 {
+    let fields = s.split_whitespace().count();
+    if !s.starts_with('@') && !(5..=6).contains(&fields) {
         return Err(format!(
-            "{} fields where five are needed",
-            s.split_whitespace().count()
+            "{fields} fields where five are needed (six with seconds first)"
         ));
     }
     s.parse::<croner::Cron>().map_err(|e| e.to_string())

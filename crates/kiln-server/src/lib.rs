@@ -38,6 +38,9 @@ pub struct AppState {
     authorizer: Arc<dyn Authorizer>,
     project_name: Arc<str>,
     started: Instant,
+    /// How often the pipeline scheduler looks for due ticks, new dataset
+    /// versions and pending triggers.
+    pub scheduler_every: std::time::Duration,
 }
 
 impl AppState {
@@ -52,6 +55,7 @@ impl AppState {
             authorizer,
             project_name,
             started: Instant::now(),
+            scheduler_every: kiln_pipeline::schedule::DEFAULT_EVERY,
         }
     }
 
@@ -170,12 +174,18 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let monitors = tokio::spawn(monitor_loop(state.project.clone()));
+    let pipelines = tokio::spawn(kiln_pipeline::schedule::scheduler_loop(
+        state.project.clone(),
+        state.scheduler_every,
+    ));
     ready(listener.local_addr()?);
     let result = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown())
         .await;
     monitors.abort();
     let _ = monitors.await;
+    pipelines.abort();
+    let _ = pipelines.await;
     result
 }
 

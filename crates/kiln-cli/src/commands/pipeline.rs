@@ -352,6 +352,21 @@ pub async fn pipelines(
                 println!("{t}");
             }
         }
+        PipelinesCommand::Trigger { pipeline, reason } => {
+            kiln_pipeline::run::pipeline(project, &pipeline)?;
+            let t = project
+                .meta
+                .add_pipeline_trigger(&pipeline, "manual", &reason)
+                .await?;
+            if printer.json {
+                printer.json(&t);
+            } else {
+                printer.note(format!(
+                    "trigger {} pending: `kiln server` runs `{pipeline}` when it next looks",
+                    &t.id[..12]
+                ));
+            }
+        }
         PipelinesCommand::Kinds => {
             let kinds: Vec<serde_json::Value> = kiln_project::pipelines::KINDS
                 .iter()

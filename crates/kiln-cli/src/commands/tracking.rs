@@ -467,7 +467,14 @@ pub async fn server(project: Project, args: ServerArgs, p: Printer) -> anyhow::R
             )
         })?;
     let name = project.meta.project().to_string();
-    let state = kiln_server::AppState::new(project);
+    let scheduler_every = kiln_core::parse_duration(&args.scheduler_every)
+        .map_err(|e| anyhow::anyhow!("Invalid --scheduler-every: {e}"))?;
+    anyhow::ensure!(
+        !scheduler_every.is_zero(),
+        "Invalid --scheduler-every 0: give a duration such as `5s`"
+    );
+    let mut state = kiln_server::AppState::new(project);
+    state.scheduler_every = scheduler_every;
     kiln_server::serve(state, addr, |bound| {
         // On stderr, always: scripts and tests wait for this line.
         eprintln!("kiln server listening on http://{bound} (project `{name}`)");

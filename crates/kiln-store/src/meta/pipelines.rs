@@ -457,6 +457,38 @@ impl MetaStore {
         get(&row, "t")
     }
 
+    /// Records a pipeline trigger under an id its cause determines (a
+    /// dataset version for a pipeline): true only for the first of several
+    /// servers that see the same cause.
+    pub async fn add_pipeline_trigger_once(
+        &self,
+        id: &str,
+        pipeline: &str,
+        cause: &str,
+        reason: &str,
+    ) -> Result<bool> {
+        let (_w, mut tx) = self.write().await?;
+        let done = sqlx::query(
+            "INSERT INTO pipeline_triggers (project_id, id, pipeline, cause, reason, status, \
+             created_at, taken_at) VALUES ($1, $2, $3, $4, $5, 'pending', $6, NULL) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&self.project_id)
+        .bind(id)
+        .bind(pipeline)
+        .bind(cause)
+        .bind(reason)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::query("storing a pipeline trigger"))?
+        .rows_affected();
+        tx.commit()
+            .await
+            .map_err(StoreError::query("committing a pipeline trigger"))?;
+        Ok(done == 1)
+    }
+
     /// Takes a pending pipeline trigger: true for exactly one caller.
     pub async fn take_pipeline_trigger(&self, id: &str) -> Result<bool> {
         let (_w, mut tx) = self.write().await?;
