@@ -45,6 +45,10 @@ pub struct GlobalArgs {
     /// (default: the project's `.kiln/objects`).
     #[arg(long, global = true, env = EnvVars::KILN_OBJECTS, value_name = "URL")]
     pub objects: Option<String>,
+    /// The project's name where there is no kiln.yaml (with `--store` and
+    /// `--objects`, e.g. a `kiln worker` on another machine).
+    #[arg(long, global = true, env = EnvVars::KILN_PROJECT, value_name = "NAME")]
+    pub project: Option<String>,
     /// Print machine-readable JSON on stdout instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -207,6 +211,20 @@ pub enum Command {
     /// Exit status: 0 succeeded, 1 a step failed (a failed check or gate
     /// included), 2 an error before running (a bad parameter, kiln.yaml).
     Run(RunArgs),
+    /// Run pipeline steps that `kiln run --remote` (or `kiln server
+    /// --remote-steps`) queues, on this machine.
+    ///
+    /// Workers share the store: point them at PostgreSQL and S3 (`--store`,
+    /// `--objects`, or KILN_STORE and KILN_OBJECTS) and start as many as you
+    /// like, on as many machines. Each claims one step at a time under a
+    /// lease its heartbeat renews; a worker that dies has its step taken
+    /// over when the lease runs out. Commands run in the working directory
+    /// (a checkout of the project); files a needed step wrote are fetched
+    /// from the object store first. SIGTERM or Ctrl-C finishes the step in
+    /// hand, then stops.
+    ///
+    ///   KILN_STORE=postgres://… KILN_OBJECTS=s3://bucket/kiln kiln worker --name w1
+    Worker(WorkerArgs),
     /// Pipelines: what kiln.yaml declares, their runs, step logs.
     #[command(subcommand)]
     Pipelines(PipelinesCommand),
@@ -258,6 +276,25 @@ pub struct RunArgs {
     /// Also write the run as JUnit XML, one test case per step.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Hand the steps to `kiln worker`s through the store (PostgreSQL and
+    /// S3 for workers on other machines) and wait for them; approval steps
+    /// still wait here.
+    #[arg(long)]
+    pub remote: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Its name in step records (default: HOST-PID).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// How long a claimed step stays this worker's without a heartbeat;
+    /// after that another worker takes it over.
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    pub lease: String,
+    /// How often an idle worker looks for queued steps.
+    #[arg(long, default_value = "25ms", value_name = "DURATION")]
+    pub poll: String,
 }
 
 fn parse_param(s: &str) -> Result<(String, String), String> {
@@ -584,6 +621,9 @@ pub struct ServerArgs {
     /// watched datasets and pending triggers.
     #[arg(long, default_value = "5s", value_name = "DURATION")]
     pub scheduler_every: String,
+    /// Pipelines this server runs hand their steps to `kiln worker`s.
+    #[arg(long)]
+    pub remote_steps: bool,
 }
 
 #[derive(Debug, Args)]

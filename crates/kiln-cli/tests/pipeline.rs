@@ -722,3 +722,140 @@ pipelines:
     );
     assert!(runs.iter().all(|r| r["status"] == "succeeded"), "{runs:?}");
 }
+
+/// Three workers, each in its own folder as on its own machine, share a
+/// PostgreSQL + S3 store; one is killed with SIGKILL in the middle of a
+/// step. The step is taken over when its lease runs out, the pipeline ends
+/// with every result right, and no step's work is done twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_mid_step_has_its_step_finished_elsewhere_once() {
+    let p = Project::on_servers().await;
+    let shared = tempfile::tempdir().unwrap();
+    let ran = shared.path().join("ran.txt");
+    let mut steps = String::new();
+    for i in 1..=6 {
+        steps.push_str(&format!(
+            "      s{i}:\n        run: \"mkdir -p out && sleep 1.5 && echo s{i} > out/s{i}.txt && echo s{i} >> {}\"\n        outputs: [out/s{i}.txt]\n",
+            ran.display()
+        ));
+    }
+    let inputs: Vec<String> = (1..=6).map(|i| format!("out/s{i}.txt")).collect();
+    steps.push_str(&format!(
+        "      join:\n        run: \"cat {} | tr '\\\\n' , > all.txt && echo content=$(cat all.txt) >> $KILN_OUTPUTS\"\n        inputs: [{}]\n        outputs: [all.txt]\n",
+        inputs.join(" "),
+        inputs.join(", ")
+    ));
+    let config = std::fs::read_to_string(p.path("kiln.yaml")).unwrap();
+    p.set_config(&format!(
+        "{config}\npipelines:\n  fleet:\n    steps:\n{steps}"
+    ));
+
+    // Workers have no kiln.yaml: the project is named on the command line.
+    let project = config
+        .lines()
+        .find_map(|l| l.strip_prefix("project: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let machines: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut workers: Vec<std::process::Child> = machines
+        .iter()
+        .enumerate()
+        .map(|(i, dir)| {
+            let mut c = p.command(&[
+                "worker",
+                "--project",
+                &project,
+                "--name",
+                &format!("w{}", i + 1),
+                "--lease",
+                "1s",
+                "--poll",
+                "25ms",
+            ]);
+            let log = std::fs::File::create(shared.path().join(format!("w{}.log", i + 1))).unwrap();
+            c.current_dir(dir.path())
+                .stdout(std::process::Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let run = p
+        .command(&["run", "fleet", "--remote", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Kill w2 while it runs a step.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let killed_step = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "w2 never ran a step: {}",
+            worker_logs(shared.path())
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let runs = p.kiln(&["pipelines", "runs", "--json"]).ok().json();
+        let Some(id) = runs[0]["id"].as_str() else {
+            continue;
+        };
+        let shown = p.kiln(&["pipelines", "show", id, "--json"]).ok().json();
+        if let Some(s) = shown["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["worker"] == "w2" && s["status"] == "running")
+        {
+            workers[1].kill().unwrap();
+            workers[1].wait().unwrap();
+            break s["step"].as_str().unwrap().to_string();
+        }
+    };
+    let out = run.wait_with_output().unwrap();
+    for w in workers.iter_mut() {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        worker_logs(shared.path())
+    );
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["run"]["status"], "succeeded");
+    let steps = result["steps"].as_array().unwrap();
+    assert!(steps.iter().all(|s| s["status"] == "succeeded"), "{result}");
+    let join = steps.iter().find(|s| s["step"] == "join").unwrap();
+    assert_eq!(join["outputs"]["content"], "s1,s2,s3,s4,s5,s6,");
+    let taken_over = steps.iter().find(|s| s["step"] == killed_step).unwrap();
+    assert_ne!(taken_over["worker"], "w2");
+    assert_eq!(taken_over["attempts"], 2, "{taken_over}");
+    // Each step's command finished once: the killed one's shell died with
+    // its worker before it wrote anything.
+    let mut lines: Vec<String> = std::fs::read_to_string(&ran)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    assert_eq!(lines, ["s1", "s2", "s3", "s4", "s5", "s6"]);
+    // Each step ran in some worker's folder; the join found the others'
+    // files there, fetched from the object store.
+    let used: usize = machines
+        .iter()
+        .filter(|m| m.path().join("out").exists())
+        .count();
+    assert!(used >= 2, "the steps were spread over the workers");
+}
+
+fn worker_logs(dir: &std::path::Path) -> String {
+    (1..=3)
+        .map(|i| std::fs::read_to_string(dir.join(format!("w{i}.log"))).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n")
+}

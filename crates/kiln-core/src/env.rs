@@ -6,6 +6,8 @@ impl EnvVars {
     pub const KILN_STORE: &'static str = "KILN_STORE";
     /// Object store URL: `file://PATH` or `s3://BUCKET/PREFIX`. Same as `--objects`.
     pub const KILN_OBJECTS: &'static str = "KILN_OBJECTS";
+    /// The project's name where no `kiln.yaml` says it.
+    pub const KILN_PROJECT: &'static str = "KILN_PROJECT";
     /// Endpoint of an S3-compatible server (overrides `AWS_ENDPOINT_URL`).
     pub const KILN_S3_ENDPOINT: &'static str = "KILN_S3_ENDPOINT";
     /// Name recorded as the actor in the audit log (defaults to `USER`).

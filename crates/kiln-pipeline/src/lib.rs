@@ -12,6 +12,7 @@ pub mod junit;
 pub mod run;
 pub mod schedule;
 pub mod steps;
+pub mod worker;
 
 pub use error::PipelineError;
 

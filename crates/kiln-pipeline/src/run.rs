@@ -38,6 +38,9 @@ pub struct RunOptions {
     pub jobs: usize,
     /// What started it: `manual`, `schedule:<tick>`, `trigger:<id>`…
     pub cause: String,
+    /// Hand steps to `kiln worker`s (through the store) instead of running
+    /// them in this process; approval steps still wait here.
+    pub remote: bool,
 }
 
 impl Default for RunOptions {
@@ -47,6 +50,7 @@ impl Default for RunOptions {
             force: false,
             jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
             cause: "manual".into(),
+            remote: false,
         }
     }
 }
@@ -178,18 +182,57 @@ pub fn resolve_params(
 }
 
 /// A step's definition with its templates filled in.
-#[derive(Clone, Debug, Serialize)]
-struct Resolved {
-    kind: String,
-    args: Map<String, Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    run: Option<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    env: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    inputs: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    outputs: Vec<String>,
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub(crate) struct Resolved {
+    pub(crate) kind: String,
+    pub(crate) args: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) run: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) inputs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) outputs: Vec<String>,
+}
+
+/// How a step is tried: not part of its cache key.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
+pub(crate) struct Policy {
+    pub(crate) retries: u32,
+    pub(crate) retry_delay_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) timeout_ms: Option<u64>,
+    /// As written, for messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) timeout: Option<String>,
+}
+
+impl Policy {
+    fn of(step: &StepConfig) -> Policy {
+        let ms = |d: &Option<String>| {
+            d.as_deref()
+                .map(|d| kiln_core::parse_duration(d).expect("validated").as_millis() as u64)
+        };
+        Policy {
+            retries: step.retries.unwrap_or(0),
+            retry_delay_ms: ms(&step.retry_delay).unwrap_or(1000),
+            timeout_ms: ms(&step.timeout),
+            timeout: step.timeout.clone(),
+        }
+    }
+}
+
+/// What a queued step carries to whoever runs it (kept in its `inputs`).
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub(crate) struct Work {
+    pub(crate) step: Resolved,
+    pub(crate) reads: Value,
+    pub(crate) policy: Policy,
+    /// Files the steps it needs wrote: path → object, put in place before a
+    /// command runs (it may run on another machine).
+    #[serde(default)]
+    pub(crate) upstream_files: Map<String, Value>,
 }
 
 fn resolve(
@@ -263,12 +306,24 @@ fn resolve(
 }
 
 /// What the cache key hashes, besides the definition.
-async fn reads(project: &Project, r: &Resolved) -> std::result::Result<Value, String> {
+async fn reads(
+    project: &Project,
+    r: &Resolved,
+    upstream_files: &Map<String, Value>,
+) -> std::result::Result<Value, String> {
     if r.kind == "run" {
         let mut files = Map::new();
         for i in &r.inputs {
-            let path = steps::project_path(project, i);
-            files.insert(i.clone(), json!(steps::content_hash(project, &path)?));
+            // A file a needed step wrote is known by its recorded hash: it
+            // may have been written on another machine.
+            let hash = match upstream_files.get(i) {
+                Some(h) => h.clone(),
+                None => json!(steps::content_hash(
+                    project,
+                    &steps::project_path(project, i)
+                )?),
+            };
+            files.insert(i.clone(), hash);
         }
         return Ok(Value::Object(files));
     }
@@ -291,14 +346,23 @@ fn cache_key(r: &Resolved, reads: &Value, needs: &BTreeMap<String, Value>) -> St
 
 /// Everything a step's task needs.
 struct Ctx {
-    project: Arc<Project>,
-    run_id: String,
+    exec: Exec,
     pipeline: PipelineConfig,
     params: BTreeMap<String, String>,
     force: bool,
-    logs: PathBuf,
-    observer: Observer,
-    worker: String,
+    remote: bool,
+}
+
+/// What running a step needs, here or in a worker.
+#[derive(Clone)]
+pub(crate) struct Exec {
+    pub(crate) project: Arc<Project>,
+    pub(crate) run_id: String,
+    /// Where step logs are written while they run.
+    pub(crate) logs: PathBuf,
+    /// Who runs it: `local:PID` or a worker's name.
+    pub(crate) worker: String,
+    pub(crate) observer: Observer,
 }
 
 /// Runs a pipeline to its end (or until `cancel` turns true).
@@ -345,14 +409,17 @@ pub async fn run(
     let logs = log_dir(&project, &record.id);
     std::fs::create_dir_all(&logs).map_err(PipelineError::io("create", &logs))?;
     let ctx = Arc::new(Ctx {
-        project: project.clone(),
-        run_id: record.id.clone(),
+        exec: Exec {
+            project: project.clone(),
+            run_id: record.id.clone(),
+            logs,
+            worker: format!("local:{}", std::process::id()),
+            observer: observer.clone(),
+        },
         pipeline: config.clone(),
         params: params.clone(),
         force: opts.force,
-        logs,
-        observer: observer.clone(),
-        worker: format!("local:{}", std::process::id()),
+        remote: opts.remote,
     });
 
     let position: BTreeMap<&str, usize> = order
@@ -490,7 +557,7 @@ pub fn log_dir(project: &Project, run_id: &str) -> PathBuf {
 
 fn blank(ctx: &Ctx, step: &str, position: usize) -> StepRun {
     StepRun {
-        run_id: ctx.run_id.clone(),
+        run_id: ctx.exec.run_id.clone(),
         step: step.to_string(),
         kind: ctx.pipeline.steps[step].value.kind_name().to_string(),
         position: position as i64,
@@ -500,36 +567,49 @@ fn blank(ctx: &Ctx, step: &str, position: usize) -> StepRun {
     }
 }
 
-/// Runs one step: resolve, key, reuse or run (with retries and a
-/// timeout), record.
+/// Runs one step: resolve, key, reuse or run (here or on a worker),
+/// record.
 async fn execute(
     ctx: Arc<Ctx>,
     step: String,
     position: usize,
     upstream: BTreeMap<String, Value>,
 ) -> Result<StepRun> {
-    let project = &ctx.project;
+    let project = &ctx.exec.project;
     let cfg = &ctx.pipeline.steps[&step].value;
     let mut s = blank(&ctx, &step, position);
-    s.worker = Some(ctx.worker.clone());
     s.started_at = Some(now_ms());
-    let resolved = match resolve(cfg, &ctx.params, &upstream, &ctx.run_id) {
+    let resolved = match resolve(cfg, &ctx.params, &upstream, &ctx.exec.run_id) {
         Ok(r) => r,
-        Err(e) => return fail(&ctx, s, e).await,
+        Err(e) => return fail(&ctx.exec, s, e).await,
     };
-    let read = match reads(project, &resolved).await {
+    let mut upstream_files = Map::new();
+    for o in upstream.values() {
+        if let Some(files) = o.get("files").and_then(Value::as_object) {
+            upstream_files.extend(files.clone());
+        }
+    }
+    let read = match reads(project, &resolved, &upstream_files).await {
         Ok(r) => r,
-        Err(e) => return fail(&ctx, s, e).await,
+        Err(e) => return fail(&ctx.exec, s, e).await,
     };
     let key = cache_key(&resolved, &read, &upstream);
     s.cache_key = Some(key.clone());
-    s.inputs = json!({ "step": resolved, "reads": read });
+    let work = Work {
+        step: resolved,
+        reads: read,
+        policy: Policy::of(cfg),
+        upstream_files,
+    };
+    s.inputs = serde_json::to_value(&work).expect("work serialises");
     if cfg.cached()
         && !ctx.force
         && let Some(prev) = project.meta.cached_step(&key).await?
     {
-        if let Err(e) = restore_outputs(project, prev.outputs.as_ref()).await {
-            return fail(&ctx, s, e).await;
+        if work.step.kind == "run"
+            && let Err(e) = restore_outputs(project, prev.outputs.as_ref()).await
+        {
+            return fail(&ctx.exec, s, e).await;
         }
         s.status = "cached".into();
         s.outputs = prev.outputs.clone();
@@ -537,32 +617,97 @@ async fn execute(
         s.log_object = prev.log_object.clone();
         s.finished_at = Some(now_ms());
         project.meta.put_step(&s, &[]).await?;
-        (ctx.observer)(Event::StepFinished { step: &s });
+        (ctx.exec.observer)(Event::StepFinished { step: &s });
         return Ok(s);
     }
-
+    if ctx.remote && work.step.kind != "approve" {
+        return on_a_worker(&ctx.exec, s).await;
+    }
     s.status = "running".into();
-    let log_path = ctx.logs.join(format!("{step}.log"));
+    s.worker = Some(ctx.exec.worker.clone());
+    project.meta.put_step(&s, &[]).await?;
+    let result = perform(&ctx.exec, &mut s, &work).await?;
+    match result {
+        Ok(produced) => {
+            s.status = "succeeded".into();
+            s.outputs = Some(Value::Object(produced.outputs));
+            s.finished_at = Some(now_ms());
+            project
+                .meta
+                .put_step(&s, &steps::edges(&s.run_id, &produced.produced))
+                .await?;
+            (ctx.exec.observer)(Event::StepFinished { step: &s });
+            Ok(s)
+        }
+        Err(e) => fail(&ctx.exec, s, e).await,
+    }
+}
+
+/// Queues a step for `kiln worker`s and waits for its end.
+async fn on_a_worker(exec: &Exec, mut s: StepRun) -> Result<StepRun> {
+    s.status = "queued".into();
+    s.queued_at = Some(now_ms());
+    s.started_at = None;
+    exec.project.meta.put_step(&s, &[]).await?;
+    let mut announced = false;
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = exec.project.meta.step_run(&s.run_id, &s.step).await?;
+        if now.status == "running" && !announced {
+            announced = true;
+            (exec.observer)(Event::StepStarted {
+                step: &now.step,
+                attempt: now.attempts,
+            });
+        }
+        if now.is_final() {
+            (exec.observer)(Event::StepFinished { step: &now });
+            return Ok(now);
+        }
+    }
+}
+
+/// Records a step's failure.
+async fn fail(exec: &Exec, mut s: StepRun, error: String) -> Result<StepRun> {
+    s.status = "failed".into();
+    s.error = Some(error);
+    s.finished_at = Some(now_ms());
+    exec.project.meta.put_step(&s, &[]).await?;
+    (exec.observer)(Event::StepFinished { step: &s });
+    Ok(s)
+}
+
+/// Runs a step's tries (retries with doubling waits, each under the
+/// timeout) and keeps its log; the outer error is the store's, the inner
+/// the step's.
+pub(crate) async fn perform(
+    exec: &Exec,
+    s: &mut StepRun,
+    work: &Work,
+) -> Result<std::result::Result<steps::Produced, String>> {
+    let step = s.step.clone();
+    let log_path = exec.logs.join(format!("{step}.log"));
     let mut log = Log::create(&log_path).map_err(PipelineError::io("write", &log_path))?;
-    let retries = i64::from(cfg.retries.unwrap_or(0));
-    let mut delay = cfg
-        .retry_delay
-        .as_deref()
-        .map(kiln_core::parse_duration)
-        .transpose()
-        .expect("validated")
-        .unwrap_or(Duration::from_secs(1));
-    let timeout = cfg
-        .timeout
-        .as_deref()
-        .map(kiln_core::parse_duration)
-        .transpose()
-        .expect("validated");
+    let r = &work.step;
+    if r.kind == "run" {
+        let files = Value::Object(
+            [(
+                "files".to_string(),
+                Value::Object(work.upstream_files.clone()),
+            )]
+            .into_iter()
+            .collect(),
+        );
+        if let Err(e) = restore_outputs(&exec.project, Some(&files)).await {
+            return Ok(Err(e));
+        }
+    }
+    let mut delay = Duration::from_millis(work.policy.retry_delay_ms);
+    let timeout = work.policy.timeout_ms.map(Duration::from_millis);
     let mut result;
     loop {
         s.attempts += 1;
-        project.meta.put_step(&s, &[]).await?;
-        (ctx.observer)(Event::StepStarted {
+        (exec.observer)(Event::StepStarted {
             step: &step,
             attempt: s.attempts,
         });
@@ -570,26 +715,26 @@ async fn execute(
             log.line(format!("--- attempt {}", s.attempts));
         }
         let t = Instant::now();
-        let attempt = once(&ctx, &step, &resolved, &mut log);
+        let attempt = once(exec, &step, r, &mut log);
         result = match timeout {
             Some(limit) => match tokio::time::timeout(limit, attempt).await {
                 Ok(r) => r,
                 Err(_) => Err(format!(
                     "timed out after {} (timeout: {})",
                     human(t.elapsed()),
-                    cfg.timeout.as_deref().unwrap_or_default()
+                    work.policy.timeout.as_deref().unwrap_or_default()
                 )),
             },
             None => attempt.await,
         };
         match &result {
-            Err(e) if s.attempts <= retries => {
+            Err(e) if s.attempts <= i64::from(work.policy.retries) => {
                 log.line(format!(
                     "attempt {} failed: {}",
                     s.attempts,
                     e.lines().next().unwrap_or_default()
                 ));
-                (ctx.observer)(Event::Retrying {
+                (exec.observer)(Event::Retrying {
                     step: &step,
                     error: e,
                     delay,
@@ -601,44 +746,21 @@ async fn execute(
         }
     }
     drop(log);
-    s.log_object = store_log(project, &log_path).await?;
-    match result {
-        Ok(produced) => {
-            s.status = "succeeded".into();
-            s.outputs = Some(Value::Object(produced.outputs));
-            s.finished_at = Some(now_ms());
-            project
-                .meta
-                .put_step(&s, &steps::edges(&ctx.run_id, &produced.produced))
-                .await?;
-            (ctx.observer)(Event::StepFinished { step: &s });
-            Ok(s)
-        }
-        Err(e) => fail(&ctx, s, e).await,
-    }
-}
-
-/// Records a step's failure.
-async fn fail(ctx: &Ctx, mut s: StepRun, error: String) -> Result<StepRun> {
-    s.status = "failed".into();
-    s.error = Some(error);
-    s.finished_at = Some(now_ms());
-    ctx.project.meta.put_step(&s, &[]).await?;
-    (ctx.observer)(Event::StepFinished { step: &s });
-    Ok(s)
+    s.log_object = store_log(&exec.project, &log_path).await?;
+    Ok(result)
 }
 
 /// One try of a step.
 async fn once(
-    ctx: &Ctx,
+    exec: &Exec,
     step: &str,
     r: &Resolved,
     log: &mut Log,
 ) -> std::result::Result<steps::Produced, String> {
     match r.kind.as_str() {
-        "run" => run_command(ctx, step, r, log).await,
-        "approve" => approve(ctx, step, r, log).await,
-        kind => steps::builtin(&ctx.project, kind, &r.args, log).await,
+        "run" => run_command(exec, step, r, log).await,
+        "approve" => approve(exec, step, r, log).await,
+        kind => steps::builtin(&exec.project, kind, &r.args, log).await,
     }
 }
 
@@ -660,15 +782,15 @@ impl Drop for GroupGuard {
 }
 
 async fn run_command(
-    ctx: &Ctx,
+    exec: &Exec,
     step: &str,
     r: &Resolved,
     log: &mut Log,
 ) -> std::result::Result<steps::Produced, String> {
     let command = r.run.as_deref().unwrap_or_default();
-    let outputs_file = ctx.logs.join(format!("{step}.outputs"));
+    let outputs_file = exec.logs.join(format!("{step}.outputs"));
     let _ = std::fs::remove_file(&outputs_file);
-    let cwd = ctx
+    let cwd = exec
         .project
         .root
         .clone()
@@ -684,7 +806,7 @@ async fn run_command(
         .arg(command)
         .current_dir(&cwd)
         .envs(&r.env)
-        .env("KILN_RUN_ID", &ctx.run_id)
+        .env("KILN_RUN_ID", &exec.run_id)
         .env("KILN_STEP", step)
         .env("KILN_OUTPUTS", &outputs_file)
         .stdin(std::process::Stdio::null())
@@ -692,6 +814,17 @@ async fn run_command(
         .stderr(err)
         .process_group(0)
         .kill_on_drop(true);
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe; it asks the kernel to kill the
+    // shell if this process dies (a worker killed with SIGKILL must not
+    // leave its command running and writing).
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start `sh -c {command}`: {e}"))?;
@@ -702,7 +835,7 @@ async fn run_command(
         .map_err(|e| format!("waiting for `{command}`: {e}"))?;
     guard.0 = None;
     if !status.success() {
-        let tail = tail_of(&ctx.logs.join(format!("{step}.log")), 5);
+        let tail = tail_of(&exec.logs.join(format!("{step}.log")), 5);
         return Err(format!(
             "`{command}` exited with {}{}",
             match status.code() {
@@ -727,11 +860,11 @@ async fn run_command(
     }
     let mut files = Map::new();
     for o in &r.outputs {
-        let path = steps::project_path(&ctx.project, o);
+        let path = steps::project_path(&exec.project, o);
         if !path.is_file() {
             return Err(format!("it declares output `{o}`, but wrote no file there"));
         }
-        let (hash, _, _) = ctx
+        let (hash, _, _) = exec
             .project
             .objects
             .put_file(&path, &NoProgress)
@@ -747,7 +880,7 @@ async fn run_command(
 
 /// Waits for `kiln approve` (or a rejection).
 async fn approve(
-    ctx: &Ctx,
+    exec: &Exec,
     step: &str,
     r: &Resolved,
     log: &mut Log,
@@ -757,11 +890,11 @@ async fn approve(
     }
     log.line(format!(
         "waiting: kiln approve {} {step} (or --reject)",
-        &ctx.run_id
+        &exec.run_id
     ));
-    (ctx.observer)(Event::Waiting { step });
+    (exec.observer)(Event::Waiting { step });
     loop {
-        match ctx.project.meta.step_decision(&ctx.run_id, step).await {
+        match exec.project.meta.step_decision(&exec.run_id, step).await {
             Ok(Some((d, by))) if d == "approved" => {
                 log.line(format!("approved by {by}"));
                 let mut p = steps::Produced::default();
@@ -883,7 +1016,13 @@ pub async fn plan(project: &Project, name: &str, opts: &RunOptions) -> Result<Ve
                 Ok(r) => {
                     let does = shown(&r);
                     let cached = if cfg.cached() && !opts.force {
-                        match reads(project, &r).await {
+                        let mut files = Map::new();
+                        for o in upstream.values() {
+                            if let Some(f) = o.get("files").and_then(Value::as_object) {
+                                files.extend(f.clone());
+                            }
+                        }
+                        match reads(project, &r, &files).await {
                             Ok(read) => {
                                 project
                                     .meta

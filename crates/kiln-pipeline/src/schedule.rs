@@ -36,7 +36,7 @@ pub fn next_tick(cron: &croner::Cron, after_ms: i64) -> Option<i64> {
 }
 
 /// Runs for as long as the server does.
-pub async fn scheduler_loop(project: Arc<Project>, every: Duration) {
+pub async fn scheduler_loop(project: Arc<Project>, every: Duration, remote: bool) {
     let pipelines = project.config.pipelines.clone();
     if pipelines.is_empty() {
         return;
@@ -79,6 +79,7 @@ pub async fn scheduler_loop(project: Arc<Project>, every: Duration) {
             let (_tx, rx) = tokio::sync::watch::channel(false);
             let opts = RunOptions {
                 cause,
+                remote,
                 ..RunOptions::default()
             };
             match run::run(project, &name, &opts, observer, rx).await {

@@ -347,13 +347,28 @@ fn line_of<T>(s: &Spanned<T>) -> Option<u64> {
 }
 
 impl PipelineConfig {
-    /// Every step's needs: declared ones and those its templates read.
+    /// Every step's needs: declared ones, those its templates read, and
+    /// the steps that declare as `outputs` a file it declares as `inputs`
+    /// (as DVC links stages by their dependencies and outputs).
     pub fn dependencies(&self) -> BTreeMap<&str, BTreeSet<&str>> {
+        let mut writer: BTreeMap<&str, &str> = BTreeMap::new();
+        for (name, s) in &self.steps {
+            for o in &s.value.outputs {
+                writer.insert(o.as_str(), name.as_str());
+            }
+        }
         self.steps
             .iter()
             .map(|(name, s)| {
                 let mut needs: BTreeSet<&str> =
                     s.value.needs.iter().map(|n| n.value.as_str()).collect();
+                for i in &s.value.inputs {
+                    if let Some(w) = writer.get(i.as_str())
+                        && *w != name.as_str()
+                    {
+                        needs.insert(w);
+                    }
+                }
                 for t in s.value.templated() {
                     for r in refs(t).unwrap_or_default() {
                         if let Ref::Output { step, .. } = r
@@ -656,6 +671,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.order().unwrap(), ["a", "z", "c", "b"]);
+    }
+
+    #[test]
+    fn a_step_reading_a_file_another_writes_runs_after_it() {
+        let p = parse(
+            "steps:\n  use: { run: x, inputs: [a.csv, raw.csv] }\n  make: { run: y, outputs: [a.csv] }\n",
+        )
+        .unwrap();
+        assert_eq!(p.order().unwrap(), ["make", "use"]);
+        let cyc = parse("steps:\n  a: { run: x, inputs: [b.txt], outputs: [a.txt] }\n  b: { run: y, inputs: [a.txt], outputs: [b.txt] }\n")
+            .unwrap_err();
+        assert!(cyc.message.contains("cycle"), "{cyc:?}");
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub const STATE_DIR: &str = ".kiln";
 pub struct Locations {
     pub store: Option<String>,
     pub objects: Option<String>,
+    /// The project's name where no `kiln.yaml` says it (a worker on
+    /// another machine, say); default `default`.
+    pub project: Option<String>,
 }
 
 /// An open project: its declarations and its stores.
@@ -96,7 +99,10 @@ impl Project {
         let config = match &root {
             Some(r) => KilnYaml::load(&r.join(CONFIG_FILE))?,
             None if locations.store.is_some() && locations.objects.is_some() => KilnYaml {
-                project: "default".into(),
+                project: locations
+                    .project
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
                 ..KilnYaml::default()
             },
             None => return Err(ProjectError::NotFound(cwd.to_path_buf())),

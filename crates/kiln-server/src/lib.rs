@@ -41,6 +41,8 @@ pub struct AppState {
     /// How often the pipeline scheduler looks for due ticks, new dataset
     /// versions and pending triggers.
     pub scheduler_every: std::time::Duration,
+    /// Pipelines it runs hand their steps to `kiln worker`s.
+    pub remote_steps: bool,
 }
 
 impl AppState {
@@ -56,6 +58,7 @@ impl AppState {
             project_name,
             started: Instant::now(),
             scheduler_every: kiln_pipeline::schedule::DEFAULT_EVERY,
+            remote_steps: false,
         }
     }
 
@@ -177,6 +180,7 @@ pub async fn serve(
     let pipelines = tokio::spawn(kiln_pipeline::schedule::scheduler_loop(
         state.project.clone(),
         state.scheduler_every,
+        state.remote_steps,
     ));
     ready(listener.local_addr()?);
     let result = axum::serve(listener, router(state))
@@ -231,7 +235,8 @@ async fn monitor_loop(project: Arc<Project>) {
     }
 }
 
-pub(crate) async fn shutdown() {
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

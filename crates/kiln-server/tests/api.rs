@@ -86,6 +86,7 @@ impl Server {
             Some(url) => Locations {
                 store: Some(url),
                 objects: Some(format!("file://{}", dir.path().join("objects").display())),
+                project: None,
             },
         };
         let root = dir.path().join("project");

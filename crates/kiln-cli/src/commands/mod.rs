@@ -32,6 +32,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     let locations = Locations {
         store: cli.global.store.clone(),
         objects: cli.global.objects.clone(),
+        project: cli.global.project.clone(),
     };
     match cli.command {
         Command::Init(args) => init::init(args, &locations, printer).await,
@@ -102,6 +103,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Run(args) => {
             let project = std::sync::Arc::new(open(&locations).await?);
             let status = pipeline::run(project.clone(), args, printer).await;
+            project.meta.close().await;
+            status
+        }
+        Command::Worker(args) => {
+            let project = std::sync::Arc::new(open(&locations).await?);
+            let status = pipeline::worker(project.clone(), args, printer).await;
             project.meta.close().await;
             status
         }

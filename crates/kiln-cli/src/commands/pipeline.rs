@@ -7,7 +7,7 @@ use kiln_pipeline::junit;
 use kiln_project::Project;
 
 use crate::ExitStatus;
-use crate::cli::{GateArgs, PipelinesCommand, RunArgs};
+use crate::cli::{GateArgs, PipelinesCommand, RunArgs, WorkerArgs};
 use crate::output::Printer;
 
 pub async fn gate(
@@ -140,6 +140,7 @@ pub async fn run(
     let mut opts = RunOptions {
         params: args.params.clone(),
         force: args.force,
+        remote: args.remote,
         ..RunOptions::default()
     };
     if let Some(j) = args.jobs {
@@ -605,5 +606,84 @@ pub async fn approve(
         );
     }
     printer.note(format!("{decision} step `{step}` of run {}", &run.id[..12]));
+    Ok(ExitStatus::Success)
+}
+
+pub async fn worker(
+    project: Arc<Project>,
+    args: WorkerArgs,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    use kiln_pipeline::worker::{WorkerEvent, WorkerOptions};
+    let duration = |flag: &str, v: &str| -> anyhow::Result<std::time::Duration> {
+        let d = kiln_core::parse_duration(v).map_err(|e| anyhow::anyhow!("Invalid {flag}: {e}"))?;
+        anyhow::ensure!(
+            !d.is_zero(),
+            "Invalid {flag} 0: give a duration such as `30s`"
+        );
+        Ok(d)
+    };
+    let lease = duration("--lease", &args.lease)?;
+    let poll = duration("--poll", &args.poll)?;
+    anyhow::ensure!(
+        lease >= std::time::Duration::from_millis(300),
+        "Invalid --lease {}: at least 300ms, so the heartbeat (a third of it) keeps up",
+        args.lease
+    );
+    let name = args.name.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "worker".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let opts = WorkerOptions {
+        name: name.clone(),
+        lease,
+        poll,
+    };
+    let quiet = printer.quiet;
+    let label = name.clone();
+    let on_event: Arc<dyn Fn(WorkerEvent<'_>) + Send + Sync> = Arc::new(move |e| {
+        if quiet {
+            return;
+        }
+        match e {
+            WorkerEvent::Claimed { step, waited_ms } => eprintln!(
+                "kiln worker {label}: running {}/{} (queued {waited_ms} ms)",
+                &step.run_id[..12],
+                step.step
+            ),
+            WorkerEvent::Finished { step, kept } => eprintln!(
+                "kiln worker {label}: {}/{} {}{}",
+                &step.run_id[..12],
+                step.step,
+                step.status,
+                if kept {
+                    ""
+                } else {
+                    " (dropped: another worker holds it now)"
+                }
+            ),
+            WorkerEvent::Requeued { steps } => {
+                eprintln!("kiln worker {label}: requeued {steps} step(s) whose worker stopped")
+            }
+            WorkerEvent::Lost { step } => eprintln!(
+                "kiln worker {label}: {}/{} is no longer mine; stopped it",
+                &step.run_id[..12],
+                step.step
+            ),
+        }
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        kiln_server::shutdown().await;
+        let _ = stop_tx.send(true);
+    });
+    printer.note(format!(
+        "kiln worker {name}: waiting for steps (lease {}, poll {})",
+        args.lease, args.poll
+    ));
+    kiln_pipeline::worker::work(project, &opts, on_event, stop_rx).await?;
+    printer.note(format!("kiln worker {name}: stopped"));
     Ok(ExitStatus::Success)
 }

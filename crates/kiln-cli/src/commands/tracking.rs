@@ -475,6 +475,7 @@ pub async fn server(project: Project, args: ServerArgs, p: Printer) -> anyhow::R
     );
     let mut state = kiln_server::AppState::new(project);
     state.scheduler_every = scheduler_every;
+    state.remote_steps = args.remote_steps;
     kiln_server::serve(state, addr, |bound| {
         // On stderr, always: scripts and tests wait for this line.
         eprintln!("kiln server listening on http://{bound} (project `{name}`)");

@@ -125,6 +125,7 @@ impl Project {
         for v in [
             "KILN_STORE",
             "KILN_OBJECTS",
+            "KILN_PROJECT",
             "KILN_S3_ENDPOINT",
             "KILN_LOG",
             "RUST_LOG",

@@ -346,6 +346,162 @@ impl MetaStore {
         rows.iter().map(step_from_row).collect()
     }
 
+    /// One step run.
+    pub async fn step_run(&self, run_id: &str, step: &str) -> Result<StepRun> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {STEP_COLUMNS} FROM step_runs WHERE project_id = $1 AND run_id = $2 AND step = $3"
+        )))
+        .bind(&self.project_id)
+        .bind(run_id)
+        .bind(step)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::query("reading a step run"))?;
+        match row {
+            Some(r) => step_from_row(&r),
+            None => Err(StoreError::NotFound {
+                kind: "step run",
+                id: format!("{run_id}/{step}"),
+            }),
+        }
+    }
+
+    /// Claims the oldest queued step for `worker` until `lease_until`, and
+    /// counts the try (so a try cut short by a dead worker is counted).
+    ///
+    /// Portable compare-and-set: candidates are read, then each is updated
+    /// only while it is still queued. Two workers racing for one step
+    /// serialise on its row (PostgreSQL's row lock, SQLite's write lock);
+    /// the loser's update changes nothing and it tries the next candidate.
+    pub async fn claim_step(&self, worker: &str, lease_until: i64) -> Result<Option<StepRun>> {
+        let candidates = sqlx::query(
+            "SELECT run_id, step FROM step_runs WHERE project_id = $1 AND status = 'queued' \
+             ORDER BY queued_at, position LIMIT 8",
+        )
+        .bind(&self.project_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query("looking for queued steps"))?;
+        for c in candidates {
+            let run_id: String = get(&c, "run_id")?;
+            let step: String = get(&c, "step")?;
+            let (_w, mut tx) = self.write().await?;
+            let done = sqlx::query(
+                "UPDATE step_runs SET status = 'running', worker = $4, lease_until = $5, \
+                 started_at = $6, attempts = attempts + 1 WHERE project_id = $1 AND run_id = $2 AND step = $3 \
+                 AND status = 'queued'",
+            )
+            .bind(&self.project_id)
+            .bind(&run_id)
+            .bind(&step)
+            .bind(worker)
+            .bind(lease_until)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("claiming a step"))?
+            .rows_affected();
+            tx.commit()
+                .await
+                .map_err(StoreError::query("committing a claim"))?;
+            if done == 1 {
+                return self.step_run(&run_id, &step).await.map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Extends a worker's lease on a step; false if the step is no longer
+    /// its (requeued after the lease ran out, or cancelled).
+    pub async fn renew_lease(
+        &self,
+        run_id: &str,
+        step: &str,
+        worker: &str,
+        lease_until: i64,
+    ) -> Result<bool> {
+        let (_w, mut tx) = self.write().await?;
+        let done = sqlx::query(
+            "UPDATE step_runs SET lease_until = $5 WHERE project_id = $1 AND run_id = $2 \
+             AND step = $3 AND worker = $4 AND status = 'running'",
+        )
+        .bind(&self.project_id)
+        .bind(run_id)
+        .bind(step)
+        .bind(worker)
+        .bind(lease_until)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::query("renewing a lease"))?
+        .rows_affected();
+        tx.commit()
+            .await
+            .map_err(StoreError::query("committing a lease"))?;
+        Ok(done == 1)
+    }
+
+    /// Records the end of a step a worker ran, only if it still holds it:
+    /// a result from a worker whose lease ran out is dropped, so each step
+    /// run ends once.
+    pub async fn finish_claimed_step(
+        &self,
+        s: &StepRun,
+        worker: &str,
+        edges: &[Edge],
+    ) -> Result<bool> {
+        let (_w, mut tx) = self.write().await?;
+        let done = sqlx::query(
+            "UPDATE step_runs SET status = $5, attempts = $6, outputs = $7, log_object = $8, \
+             error = $9, lease_until = NULL, finished_at = $10 WHERE project_id = $1 \
+             AND run_id = $2 AND step = $3 AND worker = $4 AND status = 'running'",
+        )
+        .bind(&self.project_id)
+        .bind(&s.run_id)
+        .bind(&s.step)
+        .bind(worker)
+        .bind(&s.status)
+        .bind(s.attempts)
+        .bind(s.outputs.as_ref().map(|o| o.to_string()))
+        .bind(&s.log_object)
+        .bind(&s.error)
+        .bind(s.finished_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::query("finishing a step"))?
+        .rows_affected();
+        if done == 1 {
+            let now = kiln_core::now_rfc3339();
+            for (sk, si, rel, dk, di) in edges {
+                self.edge_in(&mut tx, sk, si, rel, dk, di, &now).await?;
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(StoreError::query("committing a step"))?;
+        Ok(done == 1)
+    }
+
+    /// Puts back in the queue every running step whose lease ran out (its
+    /// worker died or lost the store); returns how many.
+    pub async fn requeue_expired(&self) -> Result<u64> {
+        let (_w, mut tx) = self.write().await?;
+        let done = sqlx::query(
+            "UPDATE step_runs SET status = 'queued', worker = NULL, lease_until = NULL, \
+             error = 'requeued: its worker stopped renewing its lease' WHERE project_id = $1 \
+             AND status = 'running' AND lease_until IS NOT NULL AND lease_until < $2",
+        )
+        .bind(&self.project_id)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::query("requeueing steps"))?
+        .rows_affected();
+        tx.commit()
+            .await
+            .map_err(StoreError::query("committing requeued steps"))?;
+        Ok(done)
+    }
+
     /// The latest step run that succeeded with this cache key.
     pub async fn cached_step(&self, cache_key: &str) -> Result<Option<StepRun>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(

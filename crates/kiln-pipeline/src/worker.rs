@@ -1,0 +1,170 @@
+//! `kiln worker`: claims queued steps from the store, runs them and
+//! records their results, on any machine that reaches the store.
+//!
+//! A claim holds a lease that a heartbeat renews. When a worker dies, its
+//! lease runs out and any worker puts the step back in the queue; the dead
+//! worker's result, should it still arrive, is dropped because it no longer
+//! holds the step. So each step run ends once, recorded by the worker that
+//! held it to the end.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kiln_project::Project;
+use kiln_store::{StepRun, now_ms};
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::run::{self, Exec, Observer, Work};
+use crate::{Result, steps};
+
+/// How a worker works.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// Its name in step records (unique among workers).
+    pub name: String,
+    /// How long a claim holds without a heartbeat.
+    pub lease: Duration,
+    /// How often an idle worker looks for queued steps.
+    pub poll: Duration,
+}
+
+/// What a worker reports.
+pub enum WorkerEvent<'a> {
+    Claimed { step: &'a StepRun, waited_ms: i64 },
+    Finished { step: &'a StepRun, kept: bool },
+    Requeued { steps: u64 },
+    Lost { step: &'a StepRun },
+}
+
+/// Works until `stop` turns true (the step in hand is finished first).
+pub async fn work(
+    project: Arc<Project>,
+    opts: &WorkerOptions,
+    on_event: Arc<dyn Fn(WorkerEvent<'_>) + Send + Sync>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let lease_ms = opts.lease.as_millis() as i64;
+    loop {
+        if *stop.borrow() {
+            return Ok(());
+        }
+        let requeued = project.meta.requeue_expired().await?;
+        if requeued > 0 {
+            on_event(WorkerEvent::Requeued { steps: requeued });
+        }
+        match project
+            .meta
+            .claim_step(&opts.name, now_ms() + lease_ms)
+            .await?
+        {
+            Some(step) => {
+                let waited_ms = step.started_at.unwrap_or(0) - step.queued_at.unwrap_or(0);
+                on_event(WorkerEvent::Claimed {
+                    step: &step,
+                    waited_ms,
+                });
+                run_claimed(&project, opts, step, &on_event).await?;
+            }
+            None => {
+                tokio::select! {
+                    _ = tokio::time::sleep(opts.poll) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+async fn run_claimed(
+    project: &Arc<Project>,
+    opts: &WorkerOptions,
+    mut s: StepRun,
+    on_event: &Arc<dyn Fn(WorkerEvent<'_>) + Send + Sync>,
+) -> Result<()> {
+    let work: Work = match serde_json::from_value(s.inputs.clone()) {
+        Ok(w) => w,
+        Err(e) => {
+            s.status = "failed".into();
+            s.error = Some(format!("the queued step cannot be read: {e}"));
+            s.finished_at = Some(now_ms());
+            project
+                .meta
+                .finish_claimed_step(&s, &opts.name, &[])
+                .await?;
+            return Ok(());
+        }
+    };
+    let logs = run::log_dir(project, &s.run_id);
+    std::fs::create_dir_all(&logs).map_err(crate::PipelineError::io("create", &logs))?;
+    let observer: Observer = Arc::new(|_| {});
+    let exec = Exec {
+        project: project.clone(),
+        run_id: s.run_id.clone(),
+        logs,
+        worker: opts.name.clone(),
+        observer,
+    };
+    // The heartbeat: renew the lease at a third of its length; if the step
+    // is no longer ours, stop working on it.
+    let (lost_tx, mut lost) = watch::channel(false);
+    let beat = {
+        let project = project.clone();
+        let (run_id, step, name) = (s.run_id.clone(), s.step.clone(), opts.name.clone());
+        let every = opts.lease / 3;
+        let lease_ms = opts.lease.as_millis() as i64;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match project
+                    .meta
+                    .renew_lease(&run_id, &step, &name, now_ms() + lease_ms)
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let _ = lost_tx.send(true);
+                        return;
+                    }
+                    // A store that does not answer: keep trying until the
+                    // lease runs out; another worker then takes the step.
+                    Err(_) => {}
+                }
+            }
+        })
+    };
+    // The claim counted this try; `perform` counts each try it makes.
+    s.attempts -= 1;
+    let result = tokio::select! {
+        r = run::perform(&exec, &mut s, &work) => Some(r),
+        _ = lost.changed() => None,
+    };
+    beat.abort();
+    let Some(result) = result else {
+        on_event(WorkerEvent::Lost { step: &s });
+        return Ok(());
+    };
+    let produced = match result? {
+        Ok(p) => {
+            s.status = "succeeded".into();
+            s.error = None;
+            s.outputs = Some(Value::Object(p.outputs));
+            Some(p.produced)
+        }
+        Err(e) => {
+            s.status = "failed".into();
+            s.error = Some(e);
+            None
+        }
+    };
+    s.finished_at = Some(now_ms());
+    let edges = produced
+        .map(|p| steps::edges(&s.run_id, &p))
+        .unwrap_or_default();
+    let kept = project
+        .meta
+        .finish_claimed_step(&s, &opts.name, &edges)
+        .await?;
+    on_event(WorkerEvent::Finished { step: &s, kept });
+    Ok(())
+}
