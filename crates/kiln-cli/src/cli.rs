@@ -225,6 +225,24 @@ pub enum Command {
     ///
     ///   KILN_STORE=postgres://… KILN_OBJECTS=s3://bucket/kiln kiln worker --name w1
     Worker(WorkerArgs),
+    /// Run a recorded pipeline run again and say whether each output is
+    /// byte-identical.
+    ///
+    /// The run's recorded definition and parameters are used (not today's
+    /// kiln.yaml), every step runs again (no cache), and each step reads
+    /// the dataset and model versions the recorded run read, whatever the
+    /// names point at now. Steps that change the registry or wait for a
+    /// person (register, gate, approve, deploy) are not run again. Inputs
+    /// that changed since (an edited script) are named.
+    ///
+    ///   kiln reproduce 3f2a9c41
+    ///
+    /// Exit status: 0 every output identical, 1 an output differs or a step
+    /// failed, 2 error.
+    Reproduce {
+        /// The pipeline run (id or prefix; `kiln pipelines runs` lists them).
+        run: String,
+    },
     /// Pipelines: what kiln.yaml declares, their runs, step logs.
     #[command(subcommand)]
     Pipelines(PipelinesCommand),

@@ -859,3 +859,103 @@ fn worker_logs(dir: &std::path::Path) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+#[test]
+fn reproduce_reruns_a_recorded_run_on_its_versions_and_compares_every_output() {
+    let p = Project::new();
+    std::fs::copy(BIKES, p.path("bikes.csv")).unwrap();
+    p.write("words.txt", "pear\napple\n");
+    p.set_config(
+        r#"project: t
+pipelines:
+  repro:
+    steps:
+      ingest: { kind: ingest, with: { dataset: bikes, path: bikes.csv } }
+      train:
+        kind: train
+        needs: [ingest]
+        with: { dataset: bikes, target: bikers, trials: 2, seed: 3, split: time }
+      register: { kind: register, with: { model: bikes, run: "${steps.train.run}" } }
+      sorted: { run: "sort words.txt > sorted.txt", inputs: [words.txt], outputs: [sorted.txt] }
+"#,
+    );
+    let first = p.kiln(&["run", "--json"]).ok().json();
+    let id = first["run"]["id"].as_str().unwrap().to_string();
+
+    // Nothing changed: every re-run output is byte-identical (the model
+    // too: same data, seed and trials), and the registry is left alone.
+    let r = p.kiln(&["reproduce", &id[..10], "--json"]).ok().json();
+    assert_eq!(r["identical"], true, "{r}");
+    let verdict = |r: &serde_json::Value, step: &str| -> serde_json::Value {
+        r["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == step)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(verdict(&r, "train")["verdict"], "identical");
+    assert_eq!(verdict(&r, "register")["verdict"], "not rerun");
+    assert_eq!(r["run"]["run"]["cause"], format!("reproduce:{id}"));
+    let train = r["run"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "train")
+        .unwrap();
+    assert_eq!(
+        train["status"], "succeeded",
+        "it ran again, not from the cache"
+    );
+    assert_ne!(train["outputs"]["run"], first["steps"][1]["outputs"]["run"]);
+    p.kiln(&["models", "show", "bikes@1"]).ok();
+    p.kiln(&["models", "show", "bikes@2"]).code(2);
+
+    // The data and a source file change. The ingest reads the new file (a
+    // new version); training is pinned to the version the run read, so the
+    // model is the same; the sorted file differs, and its input is named.
+    let mut csv = std::fs::read_to_string(p.path("bikes.csv")).unwrap();
+    let last = csv.lines().last().unwrap().to_string();
+    csv.push_str(&last);
+    csv.push('\n');
+    p.write("bikes.csv", csv);
+    p.write("words.txt", "fig\napple\n");
+    let out = p.kiln(&["reproduce", &id, "--json"]).code(1);
+    let r = out.json();
+    assert_eq!(r["identical"], false);
+    assert_eq!(verdict(&r, "ingest")["verdict"], "different");
+    assert!(
+        verdict(&r, "ingest")["changed_inputs"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("content"),
+        "{r}"
+    );
+    assert_eq!(verdict(&r, "train")["verdict"], "identical", "{r}");
+    let sorted = verdict(&r, "sorted");
+    assert_eq!(sorted["verdict"], "different");
+    assert!(
+        sorted["differences"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("files.sorted.txt"),
+        "{sorted}"
+    );
+    assert!(
+        sorted["changed_inputs"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("words.txt"),
+        "{sorted}"
+    );
+
+    // The table says the same; a run that does not exist is an error.
+    let table = p.kiln(&["reproduce", &id]).code(1);
+    assert!(
+        table.stderr.contains("did not reproduce"),
+        "{}",
+        table.stderr
+    );
+    p.kiln(&["reproduce", "abcdef12"]).code(2);
+}

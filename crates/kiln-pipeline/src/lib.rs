@@ -9,6 +9,7 @@ mod error;
 pub mod expr;
 pub mod gate;
 pub mod junit;
+pub mod reproduce;
 pub mod run;
 pub mod schedule;
 pub mod steps;

@@ -41,7 +41,26 @@ pub struct RunOptions {
     /// Hand steps to `kiln worker`s (through the store) instead of running
     /// them in this process; approval steps still wait here.
     pub remote: bool,
+    /// Re-run a recorded run (`kiln reproduce`): pinned to its versions.
+    pub replay: Option<Arc<Replay>>,
 }
+
+/// What a reproduction keeps from the run it reproduces.
+#[derive(Clone, Debug, Default)]
+pub struct Replay {
+    /// The run reproduced.
+    pub of: String,
+    /// Each step's recorded reads: the dataset and model versions it used
+    /// are used again, whatever names point at now.
+    pub reads: BTreeMap<String, Value>,
+    /// Each step's recorded outputs: steps that change the registry or wait
+    /// for a person (register, gate, approve, deploy) are not run again;
+    /// their outputs are reused.
+    pub outputs: BTreeMap<String, Value>,
+}
+
+/// Kinds a reproduction does not run again.
+pub const NOT_REPLAYED: [&str; 4] = ["register", "gate", "approve", "deploy"];
 
 impl Default for RunOptions {
     fn default() -> Self {
@@ -51,6 +70,7 @@ impl Default for RunOptions {
             jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
             cause: "manual".into(),
             remote: false,
+            replay: None,
         }
     }
 }
@@ -351,6 +371,7 @@ struct Ctx {
     params: BTreeMap<String, String>,
     force: bool,
     remote: bool,
+    replay: Option<Arc<Replay>>,
 }
 
 /// What running a step needs, here or in a worker.
@@ -371,10 +392,23 @@ pub async fn run(
     name: &str,
     opts: &RunOptions,
     observer: Observer,
-    mut cancel: watch::Receiver<bool>,
+    cancel: watch::Receiver<bool>,
 ) -> Result<Outcome> {
     let config = pipeline(&project, name)?.clone();
     let params = resolve_params(name, &config, &opts.params)?;
+    run_config(project, name, config, params, opts, observer, cancel).await
+}
+
+/// Runs a pipeline as given (a recorded definition, for `kiln reproduce`).
+pub(crate) async fn run_config(
+    project: Arc<Project>,
+    name: &str,
+    config: PipelineConfig,
+    params: BTreeMap<String, String>,
+    opts: &RunOptions,
+    observer: Observer,
+    mut cancel: watch::Receiver<bool>,
+) -> Result<Outcome> {
     let order: Vec<String> = config
         .order()
         .expect("kiln.yaml was validated when read")
@@ -418,8 +452,9 @@ pub async fn run(
         },
         pipeline: config.clone(),
         params: params.clone(),
-        force: opts.force,
+        force: opts.force || opts.replay.is_some(),
         remote: opts.remote,
+        replay: opts.replay.clone(),
     });
 
     let position: BTreeMap<&str, usize> = order
@@ -579,10 +614,33 @@ async fn execute(
     let cfg = &ctx.pipeline.steps[&step].value;
     let mut s = blank(&ctx, &step, position);
     s.started_at = Some(now_ms());
-    let resolved = match resolve(cfg, &ctx.params, &upstream, &ctx.exec.run_id) {
+    let mut resolved = match resolve(cfg, &ctx.params, &upstream, &ctx.exec.run_id) {
         Ok(r) => r,
         Err(e) => return fail(&ctx.exec, s, e).await,
     };
+    if let Some(replay) = &ctx.replay {
+        if NOT_REPLAYED.contains(&resolved.kind.as_str()) {
+            s.status = "cached".into();
+            s.outputs = replay.outputs.get(&step).cloned();
+            s.cached_from = Some(replay.of.clone());
+            s.inputs = json!({ "replay": "not run again when reproducing: its outputs are the recorded run's" });
+            s.finished_at = Some(now_ms());
+            project.meta.put_step(&s, &[]).await?;
+            (ctx.exec.observer)(Event::StepFinished { step: &s });
+            return Ok(s);
+        }
+        // The versions the recorded run read, not what the names mean now.
+        if let Some(read) = replay.reads.get(&step) {
+            for key in ["dataset", "model"] {
+                if let (Some(Value::String(v)), true) =
+                    (read.get(key), resolved.args.contains_key(key))
+                    && v.contains('@')
+                {
+                    resolved.args.insert(key.into(), json!(v));
+                }
+            }
+        }
+    }
     let mut upstream_files = Map::new();
     for o in upstream.values() {
         if let Some(files) = o.get("files").and_then(Value::as_object) {

@@ -356,6 +356,8 @@ pub async fn builtin(
                 score.map_or("-".into(), |s| format!("{s:.6}"))
             ));
             p.outputs.insert("run".into(), json!(trained.run.id));
+            p.outputs
+                .insert("model".into(), json!(trained.model_object.to_hex()));
             p.outputs.insert("metric".into(), json!(metric));
             p.outputs.insert("score".into(), json!(score));
             p.produced.push(("run", trained.run.id.clone()));

@@ -149,7 +149,7 @@ pub const KINDS: &[Kind] = &[
             "ensemble",
             "experiment",
         ],
-        outputs: &["run", "metric", "score"],
+        outputs: &["run", "model", "metric", "score"],
         cached: true,
     },
     Kind {

@@ -106,6 +106,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             project.meta.close().await;
             status
         }
+        Command::Reproduce { run } => {
+            let project = std::sync::Arc::new(open(&locations).await?);
+            let status = pipeline::reproduce(project.clone(), &run, printer).await;
+            project.meta.close().await;
+            status
+        }
         Command::Worker(args) => {
             let project = std::sync::Arc::new(open(&locations).await?);
             let status = pipeline::worker(project.clone(), args, printer).await;

@@ -687,3 +687,66 @@ pub async fn worker(
     printer.note(format!("kiln worker {name}: stopped"));
     Ok(ExitStatus::Success)
 }
+
+pub async fn reproduce(
+    project: Arc<Project>,
+    run: &str,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let live = !printer.json && !printer.quiet;
+    let observer: kiln_pipeline::run::Observer = Arc::new(move |e| {
+        if let (true, kiln_pipeline::run::Event::Started { run, order }) = (live, e) {
+            eprintln!(
+                "Reproducing as run {} ({} steps, nothing cached)",
+                &run.id[..12],
+                order.len()
+            );
+        }
+    });
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = cancel_tx.send(true);
+        }
+    });
+    let r = kiln_pipeline::reproduce::reproduce(project, run, observer, cancel_rx).await?;
+    if printer.json {
+        printer.json(&r);
+    } else {
+        let mut t = crate::output::table(&[
+            "step",
+            "kind",
+            "outputs",
+            "what differs",
+            "inputs changed since",
+        ]);
+        for s in &r.steps {
+            t.add_row(vec![
+                s.step.clone(),
+                s.kind.clone(),
+                s.verdict.clone(),
+                s.differences.join("; "),
+                s.changed_inputs.join("; "),
+            ]);
+        }
+        println!("{t}");
+        printer.note(if r.identical {
+            format!(
+                "run {} reproduced: every output byte-identical (new run {})",
+                &r.of[..12],
+                &r.run.run.id[..12]
+            )
+        } else {
+            format!(
+                "run {} did not reproduce: see `what differs` (new run {})",
+                &r.of[..12],
+                &r.run.run.id[..12]
+            )
+        });
+    }
+    Ok(if r.identical {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
+}
