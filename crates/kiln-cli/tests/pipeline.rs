@@ -876,11 +876,50 @@ pipelines:
         needs: [ingest]
         with: { dataset: bikes, target: bikers, trials: 2, seed: 3, split: time }
       register: { kind: register, with: { model: bikes, run: "${steps.train.run}" } }
+      split:
+        kind: split
+        with: { dataset: "${steps.ingest.dataset}", test_fraction: 0.25, seed: 1, stratify: season }
       sorted: { run: "sort words.txt > sorted.txt", inputs: [words.txt], outputs: [sorted.txt] }
 "#,
     );
     let first = p.kiln(&["run", "--json"]).ok().json();
     let id = first["run"]["id"].as_str().unwrap().to_string();
+    // The split: two new datasets, every row on one side, each season on both.
+    let split = first["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "split")
+        .unwrap();
+    let (train_rows, test_rows) = (
+        split["outputs"]["train_rows"].as_u64().unwrap(),
+        split["outputs"]["test_rows"].as_u64().unwrap(),
+    );
+    let ingest = first["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "ingest")
+        .unwrap();
+    assert_eq!(
+        train_rows + test_rows,
+        ingest["outputs"]["rows"].as_u64().unwrap()
+    );
+    assert_eq!(
+        test_rows,
+        ((train_rows + test_rows) as f64 * 0.25).round() as u64
+    );
+    assert!(
+        split["outputs"]["test"]
+            .as_str()
+            .unwrap()
+            .starts_with("bikes-test@")
+    );
+    let test_part = p
+        .kiln(&["data", "show", "bikes-test", "--json"])
+        .ok()
+        .stdout;
+    assert!(test_part.contains("season"), "{test_part}");
 
     // Nothing changed: every re-run output is byte-identical (the model
     // too: same data, seed and trials), and the registry is left alone.
@@ -933,6 +972,7 @@ pipelines:
         "{r}"
     );
     assert_eq!(verdict(&r, "train")["verdict"], "identical", "{r}");
+    assert_eq!(verdict(&r, "split")["verdict"], "identical", "{r}");
     let sorted = verdict(&r, "sorted");
     assert_eq!(sorted["verdict"], "different");
     assert!(

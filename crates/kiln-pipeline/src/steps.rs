@@ -1,6 +1,7 @@
 //! The built-in step kinds, over the project's own operations: what each
 //! reads (for its cache key) and what it does.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -128,7 +129,7 @@ pub async fn reads(
         let path = project_path(project, arg(args, "path")?);
         out.insert("content".into(), json!(content_hash(project, &path)?));
     }
-    if matches!(kind, "check" | "train" | "evaluate")
+    if matches!(kind, "check" | "split" | "train" | "evaluate")
         && let Some(source) = opt(args, "dataset")?
     {
         let resolved = match project.resolve_table(source).await.map_err(err)? {
@@ -285,6 +286,7 @@ pub async fn builtin(
                 .insert("passed".into(), json!(report.results.len()));
             p.outputs.insert("failed".into(), json!(0));
         }
+        "split" => split(project, args, log, &mut p).await?,
         "train" => {
             let dataset = arg(args, "dataset")?;
             let target = arg(args, "target")?;
@@ -496,4 +498,107 @@ pub fn edges(run_id: &str, produced: &[(&'static str, String)]) -> Vec<Edge> {
             )
         })
         .collect()
+}
+
+/// The `split` kind: rows of a dataset version into two new datasets.
+async fn split(
+    project: &Project,
+    args: &Map<String, Value>,
+    log: &mut Log,
+    p: &mut Produced,
+) -> Result<(), Failure> {
+    use std::sync::Arc;
+
+    use arrow_array::{Array, UInt32Array};
+
+    let source = arg(args, "dataset")?;
+    let v = project
+        .resolve_table(source)
+        .await
+        .map_err(err)?
+        .ok_or_else(|| format!("`{source}` is not a dataset"))?;
+    let batches = project.read_version(&v).await.map_err(err)?;
+    let Some(schema) = batches.first().map(|b| b.schema()) else {
+        return Err(format!("{}@{} has no rows", v.dataset, v.id.short()));
+    };
+    let table = arrow_select::concat::concat_batches(&schema, &batches).map_err(err)?;
+    let n = table.num_rows();
+    let fraction = number(args, "test_fraction")?.unwrap_or(0.2);
+    let seed = number(args, "seed")?.unwrap_or(0.0) as u64;
+    let parts = match opt(args, "stratify")? {
+        None => kiln_ml::split::random(n, fraction, seed).map_err(err)?,
+        Some(col) => {
+            let column = table.column_by_name(col).ok_or_else(|| {
+                format!(
+                    "`stratify: {col}`: {}@{} has no column `{col}`",
+                    v.dataset,
+                    v.id.short()
+                )
+            })?;
+            let text = arrow_cast::cast(column, &arrow_schema::DataType::Utf8).map_err(err)?;
+            let text = text
+                .as_any()
+                .downcast_ref::<arrow_array::StringArray>()
+                .expect("cast to Utf8");
+            let mut codes: BTreeMap<String, u32> = BTreeMap::new();
+            let classes: Vec<u32> = (0..n)
+                .map(|i| {
+                    let key = if text.is_null(i) {
+                        "\0null".to_string()
+                    } else {
+                        text.value(i).to_string()
+                    };
+                    let next = codes.len() as u32;
+                    *codes.entry(key).or_insert(next)
+                })
+                .collect();
+            kiln_ml::split::stratified(&classes, fraction, seed).map_err(err)?
+        }
+    };
+    let dir = tempfile::tempdir().map_err(err)?;
+    for (side, rows) in [("train", &parts.train), ("test", &parts.test)] {
+        let name = match opt(args, side)? {
+            Some(n) => n.to_string(),
+            None => format!("{}-{side}", v.dataset),
+        };
+        let idx = UInt32Array::from(rows.iter().map(|&r| r as u32).collect::<Vec<_>>());
+        let taken = arrow_select::take::take_record_batch(&table, &idx).map_err(err)?;
+        let path = dir.path().join(format!("{name}.parquet"));
+        let file = std::fs::File::create(&path).map_err(err)?;
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(file, Arc::clone(&schema), None).map_err(err)?;
+        w.write(&taken).map_err(err)?;
+        w.close().map_err(err)?;
+        let opts = AddOptions {
+            message: Some(format!(
+                "{side} part of {}@{} ({} of {n} rows, seed {seed})",
+                v.dataset,
+                v.id.short(),
+                rows.len()
+            )),
+            ..AddOptions::default()
+        };
+        let outcome = project
+            .add(&name, &path, &opts, &NoProgress)
+            .await
+            .map_err(err)?;
+        use kiln_project::datasets::AddOutcome;
+        let (added, created) = match outcome {
+            AddOutcome::Created { version, .. } => (version, true),
+            AddOutcome::Unchanged { version } => (version, false),
+            AddOutcome::Refused { .. } => unreachable!("checks are not enforced here"),
+        };
+        let id = format!("{}@{}", added.dataset, added.id.to_hex());
+        log.line(format!(
+            "{side}: {name}@{} ({} rows)",
+            added.id.short(),
+            rows.len()
+        ));
+        p.outputs.insert(side.into(), json!(id));
+        p.outputs.insert(format!("{side}_rows"), json!(rows.len()));
+        if created {
+            p.produced.push(("dataset_version", id));
+        }
+    }
+    Ok(())
 }

@@ -133,6 +133,14 @@ pub const KINDS: &[Kind] = &[
         cached: true,
     },
     Kind {
+        name: "split",
+        summary: "split a dataset version into train and test datasets (random or stratified)",
+        required: &["dataset"],
+        optional: &["test_fraction", "seed", "stratify", "train", "test"],
+        outputs: &["train", "test", "train_rows", "test_rows"],
+        cached: true,
+    },
+    Kind {
         name: "train",
         summary: "AutoML on a dataset version (kiln train)",
         required: &["dataset", "target"],

@@ -2,21 +2,22 @@
 //! (Capital Bikeshare hourly rentals, 2011; see examples/data/ATTRIBUTION.md).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use kiln_project::{Locations, Project};
 
 use crate::ExitStatus;
 use crate::cli::{
-    AddArgs, DataCommand, DemoArgs, EvaluateArgs, ExplainArgs, ModelsCommand, PredictArgs,
-    RunsCommand, RunsLsArgs, TrainArgs,
+    AddArgs, DataCommand, DemoArgs, EvaluateArgs, ExplainArgs, PipelinesCommand, PredictArgs,
+    RunArgs, RunsCommand, RunsLsArgs,
 };
 use crate::output::Printer;
 
 /// The bundled dataset, compiled in so the demo runs anywhere.
 const BIKES: &str = include_str!("../../../../examples/data/bikeshare_hourly.csv");
 
-const CONFIG: &str = "project: demo
+const CONFIG: &str = r#"project: demo
 datasets:
   bikes:
     key: datetime
@@ -43,9 +44,45 @@ monitors:
       - name: error-up
         metric: mae             # on the riders fed back
         above: MAE_LIMIT
-        retrain: retrain-bikes  # record a trigger for this pipeline
     webhooks: [WEBHOOK]
-";
+pipelines:
+  bikes:
+    description: the hourly demand model, from the CSV to bikes@champion
+    params: { budget: 10s }
+    schedule: "0 3 * * *"          # kiln server runs it at 03:00 UTC every day
+    triggers: [{ alert: bikes-watch }] # and when the monitor's alerts fire
+    steps:
+      ingest:
+        kind: ingest
+        with: { dataset: bikes, path: data/bikeshare_hourly.csv, message: "Capital Bikeshare, hourly, 2011" }
+      check: { kind: check, with: { dataset: "${steps.ingest.dataset}" } }
+      train:
+        kind: train
+        needs: [check]
+        with:
+          dataset: "${steps.ingest.dataset}"
+          target: bikers
+          split: time                 # the last 20% of hours held out
+          budget: "${params.budget}"
+          experiment: bikeshare
+      register:
+        kind: register
+        with: { model: bikes, run: "${steps.train.run}", description: Hourly bike demand }
+      gate:
+        kind: gate
+        with:
+          model: "${steps.register.model}"
+          require: "GATE"
+      deploy:
+        kind: deploy
+        needs: [gate]
+        with: { model: "${steps.register.model}", alias: champion }
+"#;
+
+/// What a model must meet to become the champion: its test r2 and rmse
+/// are about 0.8 and 52 riders, single-row predictions take a few ms even
+/// in a debug build; the first model has no champion to compare with.
+const GATE: &str = "r2 >= 0.5 && rmse <= champion.rmse * 1.05 && p99_latency_ms < 50";
 
 /// The monitor's error limit: well above the model's error on ordinary
 /// hours, well below its error in the heat wave.
@@ -70,13 +107,22 @@ pub async fn demo(args: DemoArgs, printer: Printer) -> anyhow::Result<ExitStatus
         json: false,
         ..printer
     };
+    // `kiln run` listens for Ctrl-C (to cancel its steps), which takes the
+    // signal's default away for the rest of the process: keep Ctrl-C ending
+    // the tour wherever it is.
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
+        }
+    });
     step("kiln init — a project is kiln.yaml plus .kiln/ (SQLite metadata, object folder)");
     Project::init(&dir, Some("demo"), &Locations::default()).await?;
     // A webhook receiver on loopback, standing in for a chat or paging hook.
     let (hook_url, hook) = webhook_receiver().await?;
     let config = CONFIG
         .replace("WEBHOOK", &hook_url)
-        .replace("MAE_LIMIT", MAE_LIMIT);
+        .replace("MAE_LIMIT", MAE_LIMIT)
+        .replace("GATE", GATE);
     std::fs::write(dir.join("kiln.yaml"), &config).context("Failed to write kiln.yaml")?;
     println!("{}\n--- kiln.yaml ---\n{config}", dir.display());
 
@@ -87,13 +133,76 @@ pub async fn demo(args: DemoArgs, printer: Printer) -> anyhow::Result<ExitStatus
     let v2 = data.join("bikeshare_hourly_v2.csv");
     std::fs::write(&v2, modified(BIKES)).context("Failed to write the modified dataset")?;
 
-    let project = Project::open(&dir, &Locations::default()).await?;
-    let run = |cmd: DataCommand| super::data::run(&project, cmd, p);
+    let project = Arc::new(Project::open(&dir, &Locations::default()).await?);
+    // `kiln run bikes`, as the CLI runs it: the same code and the same lines.
+    let pipeline = |dry_run: bool| {
+        super::pipeline::run(
+            project.clone(),
+            RunArgs {
+                pipeline: Some("bikes".into()),
+                params: Vec::new(),
+                dry_run,
+                force: false,
+                jobs: None,
+                junit: None,
+                remote: false,
+            },
+            p,
+        )
+    };
+    let shown = |cmd: PipelinesCommand| super::pipeline::pipelines(&project, cmd, p);
 
-    step("kiln data add bikes data/bikeshare_hourly.csv — hash, profile, columnar copy, checks");
-    run(add("bikes", &v1, "Capital Bikeshare, hourly, 2011", false)).await?;
     step(
-        "kiln data add bikes data/bikeshare_hourly.csv — the same bytes again make no new version",
+        "kiln run bikes --dry-run — the plan: steps in the order their needs give, none cached yet",
+    );
+    pipeline(true).await?;
+    step(
+        "kiln run bikes — ingest the CSV, check it, AutoML (task and metric inferred, the last 20% of hours held out, budget 10s), register, gate, deploy as bikes@champion",
+    );
+    let ran = pipeline(false).await?;
+    anyhow::ensure!(
+        ran == ExitStatus::Success,
+        "The demo pipeline failed\n  hint: run `kiln demo --dir DIR` and read `kiln pipelines logs RUN` there"
+    );
+    let first = last_run(&project).await?;
+    step(&format!(
+        "kiln pipelines show {first} — each step's status, tries, time and outputs"
+    ));
+    shown(PipelinesCommand::Show {
+        target: first.clone(),
+    })
+    .await?;
+    step(&format!(
+        "kiln pipelines logs {first} — every step's log: the checks, AutoML's trials, the gate's clauses (no champion yet, so that comparison is skipped)"
+    ));
+    shown(PipelinesCommand::Logs {
+        run: first.clone(),
+        step: None,
+    })
+    .await?;
+    step(
+        "kiln run bikes — again: nothing it reads changed, so ingest, check, train and register are cached; the gate (now against the champion) and the deploy always run",
+    );
+    let ran = pipeline(false).await?;
+    anyhow::ensure!(
+        ran == ExitStatus::Success,
+        "The demo pipeline failed on its second run"
+    );
+    let second = last_run(&project).await?;
+    step(&format!(
+        "kiln pipelines logs {second} gate — with a champion now, the candidate is compared with it"
+    ));
+    shown(PipelinesCommand::Logs {
+        run: second,
+        step: Some("gate".into()),
+    })
+    .await?;
+    step("kiln pipelines ls — the schedule and the trigger `kiln server` acts on, the last run");
+    shown(PipelinesCommand::Ls).await?;
+
+    let run = |cmd: DataCommand| super::data::run(&project, cmd, p);
+    step(
+        "kiln data add bikes data/bikeshare_hourly.csv — the bytes the pipeline ingested make no new version",
     );
     run(add("bikes", &v1, "again", false)).await?;
     run(DataCommand::Tag {
@@ -149,31 +258,6 @@ pub async fn demo(args: DemoArgs, printer: Printer) -> anyhow::Result<ExitStatus
         std::fs::read(&restored).context("Failed to read the restored file")? == BIKES.as_bytes();
     println!("restored file identical to the original: {same}");
 
-    step(
-        "kiln train bikes@v1 --target bikers --split time --budget 10s — AutoML: task and metric inferred, the last 20% of hours held out, a portfolio of models then a search, the best (or an ensemble) refitted and tested",
-    );
-    super::train::train(
-        &project,
-        TrainArgs {
-            dataset: "bikes@v1".into(),
-            target: "bikers".into(),
-            task: "auto".into(),
-            metric: None,
-            budget: "10s".into(),
-            trials: None,
-            seed: 0,
-            split: "time".into(),
-            test_fraction: 0.2,
-            positive: None,
-            exclude: Vec::new(),
-            no_ensemble: false,
-            threads: None,
-            output: None,
-            experiment: Some("bikeshare".into()),
-        },
-        p,
-    )
-    .await?;
     let run_id = project
         .meta
         .runs(1)
@@ -230,31 +314,9 @@ pub async fn demo(args: DemoArgs, printer: Printer) -> anyhow::Result<ExitStatus
         p,
     )
     .await?;
-    step(&format!(
-        "kiln models register bikes --run {run_id} && kiln models alias bikes champion 1 — the registry: versions, aliases, audited moves"
-    ));
-    super::models::models(
-        &project,
-        ModelsCommand::Register {
-            name: "bikes".into(),
-            run: run_id.clone(),
-            description: Some("Hourly bike demand".into()),
-        },
-        p,
-    )
-    .await?;
-    super::models::models(
-        &project,
-        ModelsCommand::Alias {
-            name: "bikes".into(),
-            alias: "champion".into(),
-            number: Some(1),
-            delete: false,
-        },
-        p,
-    )
-    .await?;
-    step("kiln lineage bikes@champion — from the model back to its run and its data version");
+    step(
+        "kiln lineage bikes@champion — from the model back to its run, its data version and the pipeline run behind them",
+    );
     super::models::lineage(&project, "bikes@champion", 8, p).await?;
     let why = dir.join("explain.html");
     step(&format!(
@@ -279,7 +341,7 @@ pub async fn demo(args: DemoArgs, printer: Printer) -> anyhow::Result<ExitStatus
         p,
     )
     .await?;
-    let project = serve_tour(project).await?;
+    serve_tour(&project).await?;
     step(
         "kiln predictions bikes — the prediction log (Parquet segments by hour), with labels fed back",
     );
@@ -300,7 +362,7 @@ pub async fn demo(args: DemoArgs, printer: Printer) -> anyhow::Result<ExitStatus
     step("kiln monitor windows bikes-watch — drift, latency and error per window");
     super::monitor::windows(&project, "bikes-watch", 8, p).await?;
     step(
-        "kiln monitor triggers — the retraining the alert asked for, waiting for the pipeline runner",
+        "kiln monitor triggers — the retraining the alerts asked for: `kiln server` would run the `bikes` pipeline for each (as it does at 03:00)",
     );
     super::monitor::triggers(&project, 5, p).await?;
     let report = dir.join("monitor.html");
@@ -324,13 +386,12 @@ pub async fn demo(args: DemoArgs, printer: Printer) -> anyhow::Result<ExitStatus
 
 /// Serves `bikes@champion` in this process, calls it in each protocol,
 /// shows /metrics, then shuts it down (which writes the prediction log).
-async fn serve_tour(project: Project) -> anyhow::Result<Project> {
+async fn serve_tour(project: &Arc<Project>) -> anyhow::Result<()> {
     use kiln_project::ModelRef;
     use kiln_server::serve::{ServeOptions, ServeState, deploy, metrics::Metrics};
     use serde_json::{Value, json};
 
-    let project = std::sync::Arc::new(project);
-    let metrics = std::sync::Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::new());
     let spec = deploy::DeploymentSpec {
         name: "bikes".into(),
         model: ModelRef::parse("bikes@champion"),
@@ -340,7 +401,7 @@ async fn serve_tour(project: Project) -> anyhow::Result<Project> {
         sample: 1.0,
     };
     let started = std::time::Instant::now();
-    let d = deploy::load_deployment(&project, &metrics, spec).await?;
+    let d = deploy::load_deployment(project, &metrics, spec).await?;
     let state = ServeState::new(project.clone(), metrics, vec![d], ServeOptions::default());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
@@ -547,8 +608,7 @@ async fn serve_tour(project: Project) -> anyhow::Result<Project> {
     println!("replayed {sent} hours with their riders fed back");
     let _ = stop_tx.send(());
     server.await.context("The model server failed")??;
-    std::sync::Arc::try_unwrap(project)
-        .map_err(|_| anyhow::anyhow!("The model server still holds the project"))
+    Ok(())
 }
 
 type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
@@ -595,6 +655,17 @@ async fn webhook_receiver() -> anyhow::Result<(String, Received)> {
         }
     });
     Ok((url, got))
+}
+
+/// The latest run of the `bikes` pipeline, as a short id.
+async fn last_run(project: &Project) -> anyhow::Result<String> {
+    project
+        .meta
+        .pipeline_runs(Some("bikes"), 1)
+        .await?
+        .first()
+        .map(|r| r.id[..12].to_string())
+        .context("The pipeline run was not recorded")
 }
 
 fn step(title: &str) {
