@@ -999,3 +999,118 @@ pipelines:
     );
     p.kiln(&["reproduce", "abcdef12"]).code(2);
 }
+
+#[test]
+fn a_transform_runs_sql_over_datasets_into_a_new_versioned_dataset() {
+    let p = Project::new();
+    p.write(
+        "trips.csv",
+        "day,station,riders\n2026-01-01,a,3\n2026-01-01,b,4\n2026-01-02,a,5\n2026-01-03,b,\n",
+    );
+    p.write(
+        "weather.csv",
+        "day,temp\n2026-01-01,1.5\n2026-01-02,-2.25\n2026-01-03,0.0\n",
+    );
+    p.set_config(
+        r#"project: t
+pipelines:
+  daily:
+    steps:
+      trips: { kind: ingest, with: { dataset: trips, path: trips.csv } }
+      weather: { kind: ingest, with: { dataset: weather, path: weather.csv } }
+      join:
+        kind: transform
+        with:
+          tables: { t: "${steps.trips.dataset}", w: "${steps.weather.dataset}" }
+          sql: >
+            SELECT t.day, SUM(t.riders) AS riders, COUNT(*) AS trips, w.temp,
+                   strftime('%w', t.day) AS weekday
+            FROM t JOIN w ON w.day = t.day GROUP BY t.day ORDER BY t.day
+          output: daily
+      top: { kind: transform, needs: [join], with: { sql: "SELECT * FROM daily WHERE riders > 4", output: busy } }
+"#,
+    );
+    let run = p.kiln(&["run", "--json"]).ok().json();
+    let s = statuses(&run);
+    assert!(s.values().all(|v| v == "succeeded"), "{run}");
+    let join = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["step"] == "join")
+        .unwrap();
+    assert_eq!(join["outputs"]["rows"], 3);
+    let out = p.path("daily.csv");
+    p.kiln(&["data", "get", "daily", "-o", out.to_str().unwrap()])
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "day,riders,trips,temp,weekday\n2026-01-01,7,2,1.5,4\n2026-01-02,5,1,-2.25,5\n2026-01-03,,1,0.0,6\n"
+    );
+    // Types are inferred again: a date, integers with a null, floats.
+    let shown = p.kiln(&["data", "show", "daily", "--json"]).ok().json();
+    let types: Vec<(String, String)> = shown["version"]["schema"]["columns"]
+        .as_array()
+        .or_else(|| shown["schema"]["columns"].as_array())
+        .map(|c| {
+            c.iter()
+                .map(|c| {
+                    (
+                        c["name"].as_str().unwrap().to_string(),
+                        c["type"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        types.contains(&("riders".into(), "integer".into())),
+        "{shown}"
+    );
+    assert!(types.contains(&("temp".into(), "float".into())), "{shown}");
+    let top = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["step"] == "top")
+        .unwrap();
+    assert_eq!(
+        top["outputs"]["rows"], 2,
+        "the table found by its name in the SQL"
+    );
+
+    // Unchanged inputs: cached. A new trips file: the join and what reads
+    // `daily` run again.
+    let again = p.kiln(&["run", "--json"]).ok().json();
+    assert!(statuses(&again).values().all(|v| v == "cached"), "{again}");
+    p.write("trips.csv", "day,station,riders\n2026-01-01,a,30\n");
+    let third = p.kiln(&["run", "--json"]).ok().json();
+    let s = statuses(&third);
+    assert_eq!(
+        (s["weather"].as_str(), s["join"].as_str(), s["top"].as_str()),
+        ("cached", "succeeded", "succeeded")
+    );
+
+    // Bad SQL fails the step with SQLite's message.
+    p.set_config(
+        "project: t\npipelines:\n  bad:\n    steps:\n      q: { kind: transform, with: { sql: \"SELEC * FROM trips\", output: x } }\n      none: { kind: transform, with: { sql: \"SELECT 1\", output: y } }\n",
+    );
+    let bad = p.kiln(&["run", "--json"]).code(1).json();
+    let q = bad["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["step"] == "q")
+        .unwrap();
+    assert!(q["error"].as_str().unwrap().contains("syntax error"), "{q}");
+    let none = bad["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["step"] == "none")
+        .unwrap();
+    assert!(
+        none["error"].as_str().unwrap().contains("names no dataset"),
+        "{none}"
+    );
+}

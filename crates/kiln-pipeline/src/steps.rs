@@ -138,6 +138,18 @@ pub async fn reads(
         };
         out.insert("dataset".into(), json!(resolved));
     }
+    if kind == "transform" {
+        let mut tables = Map::new();
+        for (name, source) in transform_tables(project, args).await? {
+            let v = project
+                .resolve_table(&source)
+                .await
+                .map_err(err)?
+                .ok_or_else(|| format!("table `{name}`: `{source}` is not a dataset"))?;
+            tables.insert(name, json!(format!("{}@{}", v.dataset, v.id.to_hex())));
+        }
+        out.insert("tables".into(), Value::Object(tables));
+    }
     if matches!(kind, "evaluate" | "gate" | "deploy") {
         let model = arg(args, "model")?;
         out.insert("model".into(), json!(resolve_model(project, model).await?));
@@ -287,6 +299,7 @@ pub async fn builtin(
             p.outputs.insert("failed".into(), json!(0));
         }
         "split" => split(project, args, log, &mut p).await?,
+        "transform" => transform(project, args, log, &mut p).await?,
         "train" => {
             let dataset = arg(args, "dataset")?;
             let target = arg(args, "target")?;
@@ -599,6 +612,264 @@ async fn split(
         if created {
             p.produced.push(("dataset_version", id));
         }
+    }
+    Ok(())
+}
+
+/// The tables a transform's SQL reads: `tables:` (name → dataset
+/// reference), else every dataset of the project whose name the SQL
+/// mentions as a word.
+async fn transform_tables(
+    project: &Project,
+    args: &Map<String, Value>,
+) -> Result<Vec<(String, String)>, Failure> {
+    match args.get("tables") {
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => Ok((k.clone(), s.clone())),
+                other => Err(format!("`tables.{k}` must name a dataset, not {other}")),
+            })
+            .collect(),
+        Some(other) => Err(format!(
+            "`tables` maps table names to datasets (`{{ trips: \"${{steps.ingest.dataset}}\" }}`), not {other}"
+        )),
+        None => {
+            let sql = arg(args, "sql")?;
+            let mut out = Vec::new();
+            for d in project.meta.list_datasets().await.map_err(err)? {
+                let name = d.dataset.name;
+                let word = regex::Regex::new(&format!(r"(?i)\b{}\b", regex::escape(&name)))
+                    .expect("an escaped name is a regex");
+                if word.is_match(sql) {
+                    out.push((name.clone(), name));
+                }
+            }
+            if out.is_empty() {
+                return Err(
+                    "its SQL names no dataset of this project; list them in `tables:`".into(),
+                );
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// The `transform` kind: SQL over dataset versions in an in-memory SQLite
+/// database (the engine kiln already embeds for its metadata), its result
+/// ingested as a new dataset (types inferred again, as for a CSV).
+async fn transform(
+    project: &Project,
+    args: &Map<String, Value>,
+    log: &mut Log,
+    p: &mut Produced,
+) -> Result<(), Failure> {
+    use arrow_array::Array;
+    use sqlx::{Column, Row, TypeInfo, ValueRef};
+
+    let sql = arg(args, "sql")?;
+    let output = arg(args, "output")?;
+    let db = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect("sqlite::memory:")
+        .await
+        .map_err(err)?;
+    for (name, source) in transform_tables(project, args).await? {
+        let v = project
+            .resolve_table(&source)
+            .await
+            .map_err(err)?
+            .ok_or_else(|| format!("table `{name}`: `{source}` is not a dataset"))?;
+        let batches = project.read_version(&v).await.map_err(err)?;
+        let Some(schema) = batches.first().map(|b| b.schema()) else {
+            continue;
+        };
+        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        let columns: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                use arrow_schema::DataType as T;
+                let ty = match f.data_type() {
+                    T::Int8
+                    | T::Int16
+                    | T::Int32
+                    | T::Int64
+                    | T::UInt8
+                    | T::UInt16
+                    | T::UInt32
+                    | T::UInt64
+                    | T::Boolean => "INTEGER",
+                    T::Float16 | T::Float32 | T::Float64 => "REAL",
+                    _ => "TEXT",
+                };
+                format!("{} {ty}", quote(f.name()))
+            })
+            .collect();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE {} ({})",
+            quote(&name),
+            columns.join(", ")
+        )))
+        .execute(&db)
+        .await
+        .map_err(|e| format!("loading table `{name}`: {e}"))?;
+        let width = schema.fields().len();
+        let per_insert = (30_000 / width.max(1)).clamp(1, 500);
+        let mut tx = db.begin().await.map_err(err)?;
+        let mut rows = 0usize;
+        for b in &batches {
+            // Numbers and booleans stay numbers; everything else (dates,
+            // times, categories) is text SQLite's functions read.
+            let text: Vec<Option<arrow_array::ArrayRef>> = b
+                .columns()
+                .iter()
+                .map(|c| {
+                    use arrow_schema::DataType as T;
+                    match c.data_type() {
+                        T::Int64 | T::Float64 | T::Boolean | T::Utf8 => None,
+                        _ => arrow_cast::cast(c, &T::Utf8).ok(),
+                    }
+                })
+                .collect();
+            let mut start = 0;
+            while start < b.num_rows() {
+                let end = (start + per_insert).min(b.num_rows());
+                let marks =
+                    vec![format!("({})", vec!["?"; width].join(", ")); end - start].join(", ");
+                let stmt = format!("INSERT INTO {} VALUES {marks}", quote(&name));
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(stmt));
+                for r in start..end {
+                    for (c, col) in b.columns().iter().enumerate() {
+                        let col = text[c].as_ref().unwrap_or(col);
+                        if col.is_null(r) {
+                            q = q.bind(None::<String>);
+                            continue;
+                        }
+                        let any = col.as_any();
+                        q = if let Some(a) = any.downcast_ref::<arrow_array::Int64Array>() {
+                            q.bind(a.value(r))
+                        } else if let Some(a) = any.downcast_ref::<arrow_array::Float64Array>() {
+                            q.bind(a.value(r))
+                        } else if let Some(a) = any.downcast_ref::<arrow_array::BooleanArray>() {
+                            q.bind(i64::from(a.value(r)))
+                        } else if let Some(a) = any.downcast_ref::<arrow_array::StringArray>() {
+                            q.bind(a.value(r).to_string())
+                        } else {
+                            q.bind(None::<String>)
+                        };
+                    }
+                }
+                q.execute(&mut *tx)
+                    .await
+                    .map_err(|e| format!("loading table `{name}`: {e}"))?;
+                rows += end - start;
+                start = end;
+            }
+        }
+        tx.commit().await.map_err(err)?;
+        log.line(format!(
+            "table {name} = {}@{} ({rows} rows)",
+            v.dataset,
+            v.id.short()
+        ));
+    }
+
+    // The result, as CSV, then ingested like any file.
+    let dir = tempfile::tempdir().map_err(err)?;
+    let path = dir.path().join(format!("{output}.csv"));
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).map_err(err)?);
+    let field = |s: &str| {
+        if s.contains([',', '"', '\n', '\r']) || s.is_empty() {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    };
+    let mut n = 0usize;
+    let mut header: Option<Vec<String>> = None;
+    {
+        use futures::TryStreamExt;
+        let mut stream = sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).fetch(&db);
+        while let Some(row) = stream
+            .try_next()
+            .await
+            .map_err(|e| format!("the SQL failed: {e}"))?
+        {
+            if header.is_none() {
+                let names: Vec<String> =
+                    row.columns().iter().map(|c| c.name().to_string()).collect();
+                writeln!(
+                    out,
+                    "{}",
+                    names.iter().map(|s| field(s)).collect::<Vec<_>>().join(",")
+                )
+                .map_err(err)?;
+                header = Some(names);
+            }
+            let mut cells = Vec::with_capacity(row.len());
+            for i in 0..row.len() {
+                let raw = row.try_get_raw(i).map_err(err)?;
+                let cell = if raw.is_null() {
+                    String::new()
+                } else {
+                    match raw.type_info().name() {
+                        "INTEGER" => row.try_get::<i64, _>(i).map_err(err)?.to_string(),
+                        // Always with a point, so a column of whole
+                        // floats is read back as floats.
+                        "REAL" => {
+                            let t = row.try_get::<f64, _>(i).map_err(err)?.to_string();
+                            if t.contains(['.', 'e', 'N', 'i']) {
+                                t
+                            } else {
+                                format!("{t}.0")
+                            }
+                        }
+                        _ => field(&row.try_get::<String, _>(i).map_err(err)?),
+                    }
+                };
+                cells.push(cell);
+            }
+            writeln!(out, "{}", cells.join(",")).map_err(err)?;
+            n += 1;
+        }
+    }
+    db.close().await;
+    std::io::Write::flush(&mut out).map_err(err)?;
+    drop(out);
+    if n == 0 {
+        return Err("the SQL returned no rows, so there is no dataset to add".into());
+    }
+    let opts = AddOptions {
+        message: Some(
+            opt(args, "message")?
+                .map(str::to_string)
+                .unwrap_or_else(|| {
+                    format!(
+                        "transform: {}",
+                        sql.split_whitespace().collect::<Vec<_>>().join(" ")
+                    )
+                }),
+        ),
+        ..AddOptions::default()
+    };
+    let outcome = project
+        .add(output, &path, &opts, &NoProgress)
+        .await
+        .map_err(err)?;
+    use kiln_project::datasets::AddOutcome;
+    let (v, created) = match outcome {
+        AddOutcome::Created { version, .. } => (version, true),
+        AddOutcome::Unchanged { version } => (version, false),
+        AddOutcome::Refused { .. } => unreachable!("checks are not enforced here"),
+    };
+    let id = format!("{}@{}", v.dataset, v.id.to_hex());
+    log.line(format!("{output}@{} ({n} rows)", v.id.short()));
+    p.outputs.insert("dataset".into(), json!(id));
+    p.outputs.insert("version".into(), json!(v.id.to_hex()));
+    p.outputs.insert("rows".into(), json!(n));
+    if created {
+        p.produced.push(("dataset_version", id));
     }
     Ok(())
 }

@@ -133,6 +133,14 @@ pub const KINDS: &[Kind] = &[
         cached: true,
     },
     Kind {
+        name: "transform",
+        summary: "SQL over datasets (SQLite's dialect) into a new dataset",
+        required: &["sql", "output"],
+        optional: &["tables", "message"],
+        outputs: &["dataset", "version", "rows"],
+        cached: true,
+    },
+    Kind {
         name: "split",
         summary: "split a dataset version into train and test datasets (random or stratified)",
         required: &["dataset"],
