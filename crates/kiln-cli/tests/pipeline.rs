@@ -1114,3 +1114,48 @@ pipelines:
         "{none}"
     );
 }
+
+#[test]
+fn cached_results_survive_gc_and_new_checks_run_the_check_step_again() {
+    let p = Project::new();
+    p.write("d.csv", "x,y\n1,2\n3,4\n");
+    p.write("in.txt", "hello\n");
+    let pipeline = r#"pipelines:
+  main:
+    steps:
+      ingest: { kind: ingest, with: { dataset: d, path: d.csv } }
+      check: { kind: check, with: { dataset: "${steps.ingest.dataset}" } }
+      copy: { run: "cp in.txt out.txt && echo copied", inputs: [in.txt], outputs: [out.txt] }
+"#;
+    p.set_config(&format!("project: t\n{pipeline}"));
+    let first = p.kiln(&["run", "--json"]).ok().json();
+    assert!(statuses(&first).values().all(|s| s == "succeeded"));
+
+    // gc keeps the stored output file and the step's log.
+    p.kiln(&["gc", "--grace", "0s"]).ok();
+    std::fs::remove_file(p.path("out.txt")).unwrap();
+    let again = p.kiln(&["run", "--json"]).ok().json();
+    assert!(statuses(&again).values().all(|s| s == "cached"), "{again}");
+    assert_eq!(
+        std::fs::read_to_string(p.path("out.txt")).unwrap(),
+        "hello\n"
+    );
+    let id = first["run"]["id"].as_str().unwrap();
+    let log = p.kiln(&["pipelines", "logs", id, "copy"]).ok();
+    assert_eq!(log.stdout, "copied\n");
+
+    // A stricter check in kiln.yaml: the check step runs again, and fails.
+    p.set_config(&format!(
+        "project: t\ndatasets:\n  d:\n    checks:\n      rows: {{ min: 3 }}\n{pipeline}"
+    ));
+    let stricter = p.kiln(&["run", "--json"]).code(1).json();
+    let s = statuses(&stricter);
+    assert_eq!(
+        (
+            s["ingest"].as_str(),
+            s["check"].as_str(),
+            s["copy"].as_str()
+        ),
+        ("cached", "failed", "cached")
+    );
+}

@@ -405,8 +405,17 @@ impl Expr {
                 Some(v) => format_number(v),
                 None => "?".into(),
             },
-            Expr::Not(e) => format!("!{}", e.substituted(lookup)),
-            Expr::Neg(e) => format!("-{}", e.substituted(lookup)),
+            Expr::Not(e) | Expr::Neg(e) => {
+                let sign = if matches!(self, Expr::Not(_)) {
+                    "!"
+                } else {
+                    "-"
+                };
+                match **e {
+                    Expr::Binary(..) => format!("{sign}({})", e.substituted(lookup)),
+                    _ => format!("{sign}{}", e.substituted(lookup)),
+                }
+            }
             Expr::Binary(l, op, r) => {
                 let side = |e: &Expr| match e {
                     Expr::Binary(_, inner, _) if inner.power() <= op.power() => {

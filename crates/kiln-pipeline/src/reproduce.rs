@@ -195,7 +195,9 @@ fn differing(old: &Value, new: &Value, skip: &[&str]) -> Vec<String> {
 fn short(v: Option<&Value>) -> String {
     match v {
         None => "(none)".into(),
-        Some(Value::String(s)) if s.len() > 20 => format!("{}…", &s[..16]),
+        Some(Value::String(s)) if s.chars().count() > 20 => {
+            format!("{}…", s.chars().take(16).collect::<String>())
+        }
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
     }

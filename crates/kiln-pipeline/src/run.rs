@@ -326,7 +326,7 @@ fn resolve(
 }
 
 /// What the cache key hashes, besides the definition.
-async fn reads(
+pub(crate) async fn reads(
     project: &Project,
     r: &Resolved,
     upstream_files: &Map<String, Value>,
@@ -350,7 +350,9 @@ async fn reads(
     steps::reads(project, &r.kind, &r.args).await
 }
 
-fn cache_key(r: &Resolved, reads: &Value, needs: &BTreeMap<String, Value>) -> String {
+/// A `run:` step's name is part of its key (its command sees `KILN_STEP`);
+/// two built-in steps defined alike share results.
+fn cache_key(step: &str, r: &Resolved, reads: &Value, needs: &BTreeMap<String, Value>) -> String {
     let upstream: BTreeMap<&String, String> = needs
         .iter()
         .map(|(k, v)| {
@@ -360,7 +362,9 @@ fn cache_key(r: &Resolved, reads: &Value, needs: &BTreeMap<String, Value>) -> St
             )
         })
         .collect();
-    let text = json!({ "v": 1, "step": r, "reads": reads, "needs": upstream }).to_string();
+    let name = (r.kind == "run").then_some(step);
+    let text =
+        json!({ "v": 1, "name": name, "step": r, "reads": reads, "needs": upstream }).to_string();
     blake3::hash(text.as_bytes()).to_hex().to_string()
 }
 
@@ -372,7 +376,13 @@ struct Ctx {
     force: bool,
     remote: bool,
     replay: Option<Arc<Replay>>,
+    /// With `remote`: the run's step rows, read by one poller for every
+    /// step waiting on a worker.
+    rows: Option<watch::Receiver<Vec<(String, String, i64)>>>,
 }
+
+/// How often `kiln run --remote` reads its steps' rows.
+const REMOTE_POLL: Duration = Duration::from_millis(10);
 
 /// What running a step needs, here or in a worker.
 #[derive(Clone)]
@@ -442,6 +452,27 @@ pub(crate) async fn run_config(
     });
     let logs = log_dir(&project, &record.id);
     std::fs::create_dir_all(&logs).map_err(PipelineError::io("create", &logs))?;
+    // One reader of the step rows for all the steps that wait on workers,
+    // however many there are.
+    let poller = opts.remote.then(|| {
+        let (tx, rx) = watch::channel(Vec::new());
+        let project = project.clone();
+        let run_id = record.id.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REMOTE_POLL).await;
+                match project.meta.step_states(&run_id).await {
+                    Ok(rows) => {
+                        if tx.send(rows).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::warn!("reading the run's steps: {e}"),
+                }
+            }
+        });
+        (rx, task)
+    });
     let ctx = Arc::new(Ctx {
         exec: Exec {
             project: project.clone(),
@@ -455,6 +486,7 @@ pub(crate) async fn run_config(
         force: opts.force || opts.replay.is_some(),
         remote: opts.remote,
         replay: opts.replay.clone(),
+        rows: poller.as_ref().map(|(rx, _)| rx.clone()),
     });
 
     let position: BTreeMap<&str, usize> = order
@@ -495,7 +527,9 @@ pub(crate) async fn run_config(
                 state.insert(step.clone(), s);
                 continue;
             }
-            if cancelled || running.len() >= opts.jobs.max(1) {
+            // Workers bound how many queued steps run at once; here,
+            // `--jobs` does.
+            if cancelled || (!ctx.remote && running.len() >= opts.jobs.max(1)) {
                 continue;
             }
             if needs.iter().all(|d| state.contains_key(d)) {
@@ -530,7 +564,25 @@ pub(crate) async fn run_config(
                 state.insert(s.step.clone(), s);
             }
             Some(Ok(Err(e))) => {
+                // The store failed under a step: end the run rather than
+                // leave it running with nobody following it.
                 running.abort_all();
+                let why = format!("the run stopped: {e}");
+                for step in &order {
+                    if !state.contains_key(step) {
+                        let _ = project
+                            .meta
+                            .end_unfinished_step(&record.id, step, "failed", &why)
+                            .await;
+                    }
+                }
+                let _ = project
+                    .meta
+                    .finish_pipeline_run(&record.id, "failed", Some(&why))
+                    .await;
+                if let Some((_, task)) = &poller {
+                    task.abort();
+                }
                 return Err(e);
             }
             Some(Err(e)) if e.is_cancelled() => {}
@@ -541,14 +593,15 @@ pub(crate) async fn run_config(
             break;
         }
     }
-    // What never finished was cancelled.
+    // What never finished was cancelled; a step a worker finished in the
+    // meantime keeps its result.
     for step in &order {
         if !state.contains_key(step) {
-            let mut s = blank(&ctx, step, position[step.as_str()]);
-            s.status = "cancelled".into();
-            s.error = Some("the run was cancelled".into());
-            s.finished_at = Some(now_ms());
-            project.meta.put_step(&s, &[]).await?;
+            project
+                .meta
+                .end_unfinished_step(&record.id, step, "cancelled", "the run was cancelled")
+                .await?;
+            let s = project.meta.step_run(&record.id, step).await?;
             observer(Event::StepFinished { step: &s });
             state.insert(step.clone(), s);
         }
@@ -558,20 +611,26 @@ pub(crate) async fn run_config(
         .map(|s| &state[s])
         .filter(|s| s.status == "failed")
         .collect();
-    let (status, error) = if cancelled {
-        ("cancelled", Some("cancelled".to_string()))
-    } else if let Some(first) = failed.first() {
-        (
-            "failed",
-            Some(format!(
-                "step `{}` failed: {}",
-                first.step,
-                first.error.as_deref().unwrap_or("")
-            )),
-        )
-    } else {
-        ("succeeded", None)
-    };
+    let (status, error) =
+        if cancelled && failed.is_empty() && order.iter().all(|s| state[s].status != "cancelled") {
+            ("succeeded", None)
+        } else if cancelled {
+            ("cancelled", Some("cancelled".to_string()))
+        } else if let Some(first) = failed.first() {
+            (
+                "failed",
+                Some(format!(
+                    "step `{}` failed: {}",
+                    first.step,
+                    first.error.as_deref().unwrap_or("")
+                )),
+            )
+        } else {
+            ("succeeded", None)
+        };
+    if let Some((_, task)) = &poller {
+        task.abort();
+    }
     project
         .meta
         .finish_pipeline_run(&record.id, status, error.as_deref())
@@ -631,6 +690,13 @@ async fn execute(
         }
         // The versions the recorded run read, not what the names mean now.
         if let Some(read) = replay.reads.get(&step) {
+            if let Some(Value::Object(tables)) = read.get("tables")
+                && resolved.kind == "transform"
+            {
+                resolved
+                    .args
+                    .insert("tables".into(), Value::Object(tables.clone()));
+            }
             for key in ["dataset", "model"] {
                 if let (Some(Value::String(v)), true) =
                     (read.get(key), resolved.args.contains_key(key))
@@ -651,7 +717,7 @@ async fn execute(
         Ok(r) => r,
         Err(e) => return fail(&ctx.exec, s, e).await,
     };
-    let key = cache_key(&resolved, &read, &upstream);
+    let key = cache_key(&step, &resolved, &read, &upstream);
     s.cache_key = Some(key.clone());
     let work = Work {
         step: resolved,
@@ -660,15 +726,25 @@ async fn execute(
         upstream_files,
     };
     s.inputs = serde_json::to_value(&work).expect("work serialises");
-    if cfg.cached()
-        && !ctx.force
-        && let Some(prev) = project.meta.cached_step(&key).await?
-    {
-        if work.step.kind == "run"
-            && let Err(e) = restore_outputs(project, prev.outputs.as_ref()).await
-        {
-            return fail(&ctx.exec, s, e).await;
+    // A cached result whose files cannot be put back (collected by
+    // `kiln gc`, say) is not used: the step runs.
+    let reusable = match project.meta.cached_step(&key).await? {
+        Some(prev) if cfg.cached() && !ctx.force => {
+            if work.step.kind == "run" {
+                match restore_outputs(project, prev.outputs.as_ref()).await {
+                    Ok(()) => Some(prev),
+                    Err(e) => {
+                        tracing::warn!("step `{step}`: not reused from the cache: {e}");
+                        None
+                    }
+                }
+            } else {
+                Some(prev)
+            }
         }
+        _ => None,
+    };
+    if let Some(prev) = reusable {
         s.status = "cached".into();
         s.outputs = prev.outputs.clone();
         s.cached_from = Some(prev.cached_from.clone().unwrap_or(prev.run_id.clone()));
@@ -679,7 +755,7 @@ async fn execute(
         return Ok(s);
     }
     if ctx.remote && work.step.kind != "approve" {
-        return on_a_worker(&ctx.exec, s).await;
+        return on_a_worker(&ctx, s, work.policy.retries).await;
     }
     s.status = "running".into();
     s.worker = Some(ctx.exec.worker.clone());
@@ -702,23 +778,44 @@ async fn execute(
 }
 
 /// Queues a step for `kiln worker`s and waits for its end.
-async fn on_a_worker(exec: &Exec, mut s: StepRun) -> Result<StepRun> {
+async fn on_a_worker(ctx: &Ctx, mut s: StepRun, retries: u32) -> Result<StepRun> {
+    let exec = &ctx.exec;
+    // Its retries, and up to two takeovers after a worker died.
+    s.max_attempts = Some(i64::from(retries) + 3);
     s.status = "queued".into();
     s.queued_at = Some(now_ms());
     s.started_at = None;
     exec.project.meta.put_step(&s, &[]).await?;
+    let mut rows = ctx.rows.clone().expect("a remote run has a poller");
     let mut announced = false;
     loop {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let now = exec.project.meta.step_run(&s.run_id, &s.step).await?;
-        if now.status == "running" && !announced {
-            announced = true;
-            (exec.observer)(Event::StepStarted {
-                step: &now.step,
-                attempt: now.attempts,
+        if rows.changed().await.is_err() {
+            return Err(PipelineError::Invalid {
+                what: "the run".into(),
+                message: "it stopped reading its steps from the store".into(),
+                hint: "`kiln pipelines show RUN` shows where its steps are".into(),
             });
         }
-        if now.is_final() {
+        let now = rows
+            .borrow_and_update()
+            .iter()
+            .find(|(step, _, _)| *step == s.step)
+            .cloned();
+        let Some((_, status, attempts)) = now else {
+            continue;
+        };
+        if status == "running" && !announced {
+            announced = true;
+            (exec.observer)(Event::StepStarted {
+                step: &s.step,
+                attempt: attempts,
+            });
+        }
+        if matches!(
+            status.as_str(),
+            "succeeded" | "cached" | "failed" | "skipped" | "cancelled"
+        ) {
+            let now = exec.project.meta.step_run(&s.run_id, &s.step).await?;
             (exec.observer)(Event::StepFinished { step: &now });
             return Ok(now);
         }
@@ -1084,7 +1181,7 @@ pub async fn plan(project: &Project, name: &str, opts: &RunOptions) -> Result<Ve
                             Ok(read) => {
                                 project
                                     .meta
-                                    .cached_step(&cache_key(&r, &read, &upstream))
+                                    .cached_step(&cache_key(step, &r, &read, &upstream))
                                     .await?
                             }
                             Err(e) => {

@@ -42,9 +42,8 @@ pub async fn scheduler_loop(project: Arc<Project>, every: Duration, remote: bool
         return;
     }
     let now = kiln_store::now_ms();
-    // Schedules fire from now on (no catching up on ticks missed while no
-    // server ran), and from the last tick claimed if a server claimed one
-    // since.
+    // Schedules fire from now on: ticks missed while no server ran are not
+    // caught up.
     let mut next: BTreeMap<String, (croner::Cron, i64)> = BTreeMap::new();
     for (name, p) in &pipelines {
         if let Some(s) = &p.schedule {
@@ -56,14 +55,15 @@ pub async fn scheduler_loop(project: Arc<Project>, every: Duration, remote: bool
     }
     // The latest version of each watched dataset when the server started:
     // only newer ones trigger.
-    let mut seen: BTreeMap<String, Option<String>> = BTreeMap::new();
-    for p in pipelines.values() {
+    let mut seen: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
+    for (name, p) in &pipelines {
         for t in &p.triggers {
             if let Some(d) = &t.value.dataset {
-                seen.insert(d.clone(), latest(&project, d).await);
+                seen.insert((name.clone(), d.clone()), latest(&project, d).await);
             }
         }
     }
+    let mut unknown: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     let locks: BTreeMap<String, Arc<Mutex<()>>> = pipelines
         .keys()
         .map(|k| (k.clone(), Arc::new(Mutex::new(()))))
@@ -100,60 +100,71 @@ pub async fn scheduler_loop(project: Arc<Project>, every: Duration, remote: bool
                 continue;
             }
             let tick = *due;
-            *due = next_tick(cron, now).unwrap_or(i64::MAX);
             match project.meta.claim_tick(name, tick).await {
-                Ok(true) => {
-                    let at = DateTime::from_timestamp_millis(tick)
-                        .map(|t| t.to_rfc3339())
-                        .unwrap_or_default();
-                    start(
-                        name.clone(),
-                        format!("schedule:{at}"),
-                        format!("schedule, {at}"),
-                    );
+                Ok(claimed) => {
+                    *due = next_tick(cron, now).unwrap_or(i64::MAX);
+                    if claimed {
+                        let at = DateTime::from_timestamp_millis(tick)
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_default();
+                        start(
+                            name.clone(),
+                            format!("schedule:{at}"),
+                            format!("schedule, {at}"),
+                        );
+                    }
                 }
-                Ok(false) => {}
+                // Tried again next pass: a store that hiccups loses no tick.
                 Err(e) => say(format!("pipeline {name}: claiming a tick: {e}")),
             }
         }
-        for (dataset, before) in seen.iter_mut() {
+        for ((name, dataset), before) in seen.iter_mut() {
             let now_latest = latest(&project, dataset).await;
             if now_latest.is_none() || now_latest == *before {
                 continue;
             }
+            // While a run of the pipeline is under way, a version it is
+            // adding may not be linked to it yet: look again after.
+            if project
+                .meta
+                .pipeline_runs(Some(name), 1)
+                .await
+                .is_ok_and(|r| r.first().is_some_and(|r| r.status == "running"))
+            {
+                continue;
+            }
             *before = now_latest.clone();
             let version = now_latest.expect("checked");
-            for (name, p) in &pipelines {
-                if !p
-                    .triggers
-                    .iter()
-                    .any(|t| t.value.dataset.as_deref() == Some(dataset.as_str()))
-                {
-                    continue;
-                }
-                if made_by(&project, &version, name).await {
-                    continue;
-                }
-                let id = blake3::hash(format!("{name}\0{version}").as_bytes()).to_hex()[..32]
-                    .to_string();
-                if let Err(e) = project
-                    .meta
-                    .add_pipeline_trigger_once(
-                        &id,
-                        name,
-                        &format!("dataset:{version}"),
-                        &format!("a new version of `{dataset}`"),
-                    )
-                    .await
-                {
-                    say(format!("pipeline {name}: recording a trigger: {e}"));
-                }
+            if made_by(&project, &version, name).await {
+                continue;
+            }
+            let id =
+                blake3::hash(format!("{name}\0{version}").as_bytes()).to_hex()[..32].to_string();
+            if let Err(e) = project
+                .meta
+                .add_pipeline_trigger_once(
+                    &id,
+                    name,
+                    &format!("dataset:{version}"),
+                    &format!("a new version of `{dataset}`"),
+                )
+                .await
+            {
+                say(format!("pipeline {name}: recording a trigger: {e}"));
             }
         }
         match project.meta.pipeline_triggers(Some("pending"), 100).await {
             Ok(pending) => {
                 for t in pending.into_iter().rev() {
                     if !pipelines.contains_key(&t.pipeline) {
+                        if unknown.insert(t.id.clone()) {
+                            say(format!(
+                                "trigger {} asks for pipeline `{}`, which this server's kiln.yaml \
+                                 does not declare; it stays pending",
+                                &t.id[..12.min(t.id.len())],
+                                t.pipeline
+                            ));
+                        }
                         continue;
                     }
                     match project.meta.take_pipeline_trigger(&t.id).await {

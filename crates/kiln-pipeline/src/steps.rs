@@ -133,7 +133,18 @@ pub async fn reads(
         && let Some(source) = opt(args, "dataset")?
     {
         let resolved = match project.resolve_table(source).await.map_err(err)? {
-            Some(v) => format!("{}@{}", v.dataset, v.id.to_hex()),
+            Some(v) => {
+                // A check's answer also depends on the checks kiln.yaml
+                // declares now.
+                if kind == "check" {
+                    out.insert(
+                        "checks".into(),
+                        serde_json::to_value(project.dataset_config(&v.dataset).checks)
+                            .map_err(err)?,
+                    );
+                }
+                format!("{}@{}", v.dataset, v.id.to_hex())
+            }
             None => content_hash(project, &project_path(project, source))?,
         };
         out.insert("dataset".into(), json!(resolved));
@@ -177,6 +188,13 @@ async fn resolve_model(project: &Project, model: &str) -> Result<String, Failure
 /// The BLAKE3 of a file (through the hash cache, so an unchanged file is not
 /// read again) or of a folder's listing of files and their hashes.
 pub fn content_hash(project: &Project, path: &Path) -> Result<String, Failure> {
+    let mut cache = kiln_project::state::HashCache::load(project.root.as_deref());
+    let hash = hash_with(&mut cache, path)?;
+    cache.save();
+    Ok(hash)
+}
+
+fn hash_with(cache: &mut kiln_project::state::HashCache, path: &Path) -> Result<String, Failure> {
     let meta =
         std::fs::metadata(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
     if meta.is_dir() {
@@ -186,7 +204,7 @@ pub fn content_hash(project: &Project, path: &Path) -> Result<String, Failure> {
         files.sort();
         let mut h = blake3::Hasher::new();
         for rel in files {
-            let hash = content_hash(project, &path.join(&rel))?;
+            let hash = hash_with(cache, &path.join(&rel))?;
             h.update(rel.as_bytes());
             h.update(b"\0");
             h.update(hash.as_bytes());
@@ -194,13 +212,11 @@ pub fn content_hash(project: &Project, path: &Path) -> Result<String, Failure> {
         }
         return Ok(h.finalize().to_hex().to_string());
     }
-    let mut cache = kiln_project::state::HashCache::load(project.root.as_deref());
     if let Some(h) = cache.get(path, &meta) {
         return Ok(h.to_hex());
     }
     let (hash, _) = kiln_store::hash_file(path, &NoProgress).map_err(err)?;
     cache.put(path, &meta, hash);
-    cache.save();
     Ok(hash.to_hex())
 }
 
@@ -669,6 +685,7 @@ async fn transform(
 
     let sql = arg(args, "sql")?;
     let output = arg(args, "output")?;
+    kiln_project::datasets::validate_name(output).map_err(|e| format!("`output`: {e}"))?;
     let db = sqlx::sqlite::SqlitePoolOptions::new()
         .max_connections(1)
         .connect("sqlite::memory:")
@@ -682,7 +699,11 @@ async fn transform(
             .ok_or_else(|| format!("table `{name}`: `{source}` is not a dataset"))?;
         let batches = project.read_version(&v).await.map_err(err)?;
         let Some(schema) = batches.first().map(|b| b.schema()) else {
-            continue;
+            return Err(format!(
+                "table `{name}`: {}@{} has no rows to read",
+                v.dataset,
+                v.id.short()
+            ));
         };
         let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
         let columns: Vec<String> = schema
@@ -700,7 +721,11 @@ async fn transform(
                     | T::UInt32
                     | T::UInt64
                     | T::Boolean => "INTEGER",
-                    T::Float16 | T::Float32 | T::Float64 => "REAL",
+                    T::Float16
+                    | T::Float32
+                    | T::Float64
+                    | T::Decimal128(..)
+                    | T::Decimal256(..) => "REAL",
                     _ => "TEXT",
                 };
                 format!("{} {ty}", quote(f.name()))
@@ -721,17 +746,36 @@ async fn transform(
         for b in &batches {
             // Numbers and booleans stay numbers; everything else (dates,
             // times, categories) is text SQLite's functions read.
+            // Other integer and float widths become Int64 and Float64.
             let text: Vec<Option<arrow_array::ArrayRef>> = b
                 .columns()
                 .iter()
-                .map(|c| {
+                .zip(schema.fields())
+                .map(|(c, f)| {
                     use arrow_schema::DataType as T;
-                    match c.data_type() {
-                        T::Int64 | T::Float64 | T::Boolean | T::Utf8 => None,
-                        _ => arrow_cast::cast(c, &T::Utf8).ok(),
-                    }
+                    let to = match c.data_type() {
+                        T::Int64 | T::Float64 | T::Boolean | T::Utf8 => return Ok(None),
+                        T::Int8
+                        | T::Int16
+                        | T::Int32
+                        | T::UInt8
+                        | T::UInt16
+                        | T::UInt32
+                        | T::UInt64 => T::Int64,
+                        T::Float16 | T::Float32 | T::Decimal128(..) | T::Decimal256(..) => {
+                            T::Float64
+                        }
+                        _ => T::Utf8,
+                    };
+                    arrow_cast::cast(c, &to).map(Some).map_err(|e| {
+                        format!(
+                            "table `{name}`: column `{}` ({}) cannot be read as {to}: {e}",
+                            f.name(),
+                            c.data_type()
+                        )
+                    })
                 })
-                .collect();
+                .collect::<Result<_, Failure>>()?;
             let mut start = 0;
             while start < b.num_rows() {
                 let end = (start + per_insert).min(b.num_rows());

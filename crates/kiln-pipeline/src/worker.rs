@@ -31,13 +31,29 @@ pub struct WorkerOptions {
 
 /// What a worker reports.
 pub enum WorkerEvent<'a> {
-    Claimed { step: &'a StepRun, waited_ms: i64 },
-    Finished { step: &'a StepRun, kept: bool },
-    Requeued { steps: u64 },
-    Lost { step: &'a StepRun },
+    Claimed {
+        step: &'a StepRun,
+        waited_ms: i64,
+    },
+    Finished {
+        step: &'a StepRun,
+        kept: bool,
+    },
+    Requeued {
+        steps: u64,
+    },
+    Lost {
+        step: &'a StepRun,
+    },
+    /// The store failed; the worker tries again after a while.
+    StoreError {
+        error: &'a str,
+        retry_in: Duration,
+    },
 }
 
-/// Works until `stop` turns true (the step in hand is finished first).
+/// Works until `stop` turns true (the step in hand is finished first). A
+/// store that fails is waited out (1 s, doubling to 30 s), not fatal.
 pub async fn work(
     project: Arc<Project>,
     opts: &WorkerOptions,
@@ -45,33 +61,60 @@ pub async fn work(
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let lease_ms = opts.lease.as_millis() as i64;
+    // Expired leases are looked for every half lease, not every poll.
+    let mut last_requeue: Option<std::time::Instant> = None;
+    let mut backoff = Duration::from_secs(1);
     loop {
         if *stop.borrow() {
             return Ok(());
         }
-        let requeued = project.meta.requeue_expired().await?;
-        if requeued > 0 {
-            on_event(WorkerEvent::Requeued { steps: requeued });
-        }
-        match project
-            .meta
-            .claim_step(&opts.name, now_ms() + lease_ms)
-            .await?
-        {
-            Some(step) => {
-                let waited_ms = step.started_at.unwrap_or(0) - step.queued_at.unwrap_or(0);
-                on_event(WorkerEvent::Claimed {
-                    step: &step,
-                    waited_ms,
-                });
-                run_claimed(&project, opts, step, &on_event).await?;
-            }
-            None => {
-                tokio::select! {
-                    _ = tokio::time::sleep(opts.poll) => {}
-                    _ = stop.changed() => {}
+        let pass = async {
+            if last_requeue.is_none_or(|t| t.elapsed() >= opts.lease / 2) {
+                last_requeue = Some(std::time::Instant::now());
+                let requeued = project.meta.requeue_expired().await?;
+                if requeued > 0 {
+                    on_event(WorkerEvent::Requeued { steps: requeued });
                 }
             }
+            match project
+                .meta
+                .claim_step(&opts.name, now_ms() + lease_ms)
+                .await?
+            {
+                Some(step) => {
+                    let waited_ms = step.started_at.unwrap_or(0) - step.queued_at.unwrap_or(0);
+                    on_event(WorkerEvent::Claimed {
+                        step: &step,
+                        waited_ms,
+                    });
+                    run_claimed(&project, opts, step, &on_event).await?;
+                    Ok::<bool, crate::PipelineError>(true)
+                }
+                None => Ok(false),
+            }
+        };
+        let wait = match pass.await {
+            Ok(true) => {
+                backoff = Duration::from_secs(1);
+                continue;
+            }
+            Ok(false) => {
+                backoff = Duration::from_secs(1);
+                opts.poll
+            }
+            Err(e) => {
+                on_event(WorkerEvent::StoreError {
+                    error: &e.to_string(),
+                    retry_in: backoff,
+                });
+                let w = backoff;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                w
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => {}
         }
     }
 }
@@ -95,6 +138,29 @@ async fn run_claimed(
             return Ok(());
         }
     };
+    // What this machine reads must be what `kiln run` read when it keyed
+    // the step (the same checkout, the same kiln.yaml): else the result
+    // would be cached under a key it does not match.
+    let here = run::reads(project, &work.step, &work.upstream_files).await;
+    if here.as_ref() != Ok(&work.reads) {
+        s.status = "failed".into();
+        s.error = Some(match here {
+            Err(e) => format!("on worker {}: {e}", opts.name),
+            Ok(here) => format!(
+                "worker {} reads other content than `kiln run` did ({}): run workers in a \
+                 checkout of the same commit, with the same kiln.yaml",
+                opts.name,
+                differing_keys(&work.reads, &here).join(", ")
+            ),
+        });
+        s.finished_at = Some(now_ms());
+        let kept = project
+            .meta
+            .finish_claimed_step(&s, &opts.name, &[])
+            .await?;
+        on_event(WorkerEvent::Finished { step: &s, kept });
+        return Ok(());
+    }
     let logs = run::log_dir(project, &s.run_id);
     std::fs::create_dir_all(&logs).map_err(crate::PipelineError::io("create", &logs))?;
     let observer: Observer = Arc::new(|_| {});
@@ -167,4 +233,22 @@ async fn run_claimed(
         .await?;
     on_event(WorkerEvent::Finished { step: &s, kept });
     Ok(())
+}
+
+/// The top-level keys whose values differ.
+fn differing_keys(a: &Value, b: &Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let (a, b) = (
+        a.as_object().unwrap_or(&empty),
+        b.as_object().unwrap_or(&empty),
+    );
+    let mut keys: Vec<String> = a
+        .keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
 }

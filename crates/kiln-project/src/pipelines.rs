@@ -367,10 +367,10 @@ impl PipelineConfig {
     /// the steps that declare as `outputs` a file it declares as `inputs`
     /// (as DVC links stages by their dependencies and outputs).
     pub fn dependencies(&self) -> BTreeMap<&str, BTreeSet<&str>> {
-        let mut writer: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut writer: BTreeMap<String, &str> = BTreeMap::new();
         for (name, s) in &self.steps {
             for o in &s.value.outputs {
-                writer.insert(o.as_str(), name.as_str());
+                writer.insert(normal_path(o), name.as_str());
             }
         }
         self.steps
@@ -379,10 +379,16 @@ impl PipelineConfig {
                 let mut needs: BTreeSet<&str> =
                     s.value.needs.iter().map(|n| n.value.as_str()).collect();
                 for i in &s.value.inputs {
-                    if let Some(w) = writer.get(i.as_str())
-                        && *w != name.as_str()
-                    {
-                        needs.insert(w);
+                    let i = normal_path(i);
+                    // The step writing this file, or a file inside this
+                    // folder.
+                    for (o, w) in &writer {
+                        let inside = o == &i
+                            || o.strip_prefix(i.as_str())
+                                .is_some_and(|r| r.starts_with('/'));
+                        if inside && *w != name.as_str() {
+                            needs.insert(w);
+                        }
                     }
                 }
                 for t in s.value.templated() {
@@ -609,6 +615,18 @@ impl PipelineConfig {
                 }
             }
         }
+        let mut writers: BTreeMap<String, &str> = BTreeMap::new();
+        for (name, step) in &self.steps {
+            for o in &step.value.outputs {
+                if let Some(other) = writers.insert(normal_path(o), name) {
+                    return Err(at(
+                        line_of(step),
+                        format!("steps `{other}` and `{name}` both declare output `{o}`"),
+                        "one step writes each file; give one of them another path",
+                    ));
+                }
+            }
+        }
         if let Err(cycle) = self.order() {
             let first = &cycle[0];
             return Err(at(
@@ -647,6 +665,15 @@ fn find_cycle(deps: &BTreeMap<&str, BTreeSet<&str>>, done: &BTreeSet<&str>) -> V
         path.push(next);
         at = next;
     }
+}
+
+/// A declared path as compared between steps: no `./`, no trailing `/`.
+fn normal_path(p: &str) -> String {
+    let mut p = p.trim();
+    while let Some(rest) = p.strip_prefix("./") {
+        p = rest;
+    }
+    p.trim_end_matches('/').to_string()
 }
 
 fn valid_name(s: &str) -> bool {
@@ -696,6 +723,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.order().unwrap(), ["make", "use"]);
+        let folder = parse("steps:\n  use: { run: x, inputs: [./data/] }\n  make: { run: y, outputs: [data/a.csv] }\n").unwrap();
+        assert_eq!(folder.order().unwrap(), ["make", "use"]);
+        let twice = parse(
+            "steps:\n  a: { run: x, outputs: [o.txt] }\n  b: { run: y, outputs: [./o.txt] }\n",
+        )
+        .unwrap_err();
+        assert!(twice.message.contains("both declare output"), "{twice:?}");
         let cyc = parse("steps:\n  a: { run: x, inputs: [b.txt], outputs: [a.txt] }\n  b: { run: y, inputs: [a.txt], outputs: [b.txt] }\n")
             .unwrap_err();
         assert!(cyc.message.contains("cycle"), "{cyc:?}");

@@ -112,9 +112,15 @@ impl HashCache {
         if std::fs::create_dir_all(dir).is_err() {
             return;
         }
-        let tmp = dir.join(format!(".hashes-{}.tmp", std::process::id()));
-        if serde_json::to_vec(&self.stored).is_ok_and(|b| std::fs::write(&tmp, b).is_ok()) {
-            let _ = std::fs::rename(&tmp, file);
+        // A temporary file of its own, so two savers (pipeline steps hashing
+        // in parallel) never write into one; the last rename wins whole.
+        let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir) else {
+            return;
+        };
+        if serde_json::to_vec(&self.stored)
+            .is_ok_and(|b| std::io::Write::write_all(&mut tmp, &b).is_ok())
+        {
+            let _ = tmp.persist(file);
         }
         self.dirty = false;
     }

@@ -35,6 +35,9 @@ CREATE TABLE step_runs (
     -- waiting, queued, running, succeeded, cached, failed, skipped, cancelled.
     status      TEXT NOT NULL,
     attempts    BIGINT NOT NULL,
+    -- Tries a worker may start before the step fails (its retries, plus
+    -- takeovers after a worker died).
+    max_attempts BIGINT,
     cache_key   TEXT,
     -- JSON: the step as resolved (templates filled in) and what it read.
     inputs      TEXT NOT NULL,

@@ -222,12 +222,7 @@ pub async fn run(
             }
         }
     });
-    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = cancel_tx.send(true);
-        }
-    });
+    let cancel_rx = cancel_on_ctrl_c(printer);
     let outcome = runner::run(project.clone(), &name, &opts, observer, cancel_rx).await?;
     if let Some(path) = &args.junit {
         let cases = runner::junit_cases(&outcome);
@@ -667,6 +662,10 @@ pub async fn worker(
             WorkerEvent::Requeued { steps } => {
                 eprintln!("kiln worker {label}: requeued {steps} step(s) whose worker stopped")
             }
+            WorkerEvent::StoreError { error, retry_in } => eprintln!(
+                "kiln worker {label}: the store failed ({error}); trying again in {}",
+                kiln_pipeline::run::human(retry_in)
+            ),
             WorkerEvent::Lost { step } => eprintln!(
                 "kiln worker {label}: {}/{} is no longer mine; stopped it",
                 &step.run_id[..12],
@@ -703,12 +702,7 @@ pub async fn reproduce(
             );
         }
     });
-    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = cancel_tx.send(true);
-        }
-    });
+    let cancel_rx = cancel_on_ctrl_c(printer);
     let r = kiln_pipeline::reproduce::reproduce(project, run, observer, cancel_rx).await?;
     if printer.json {
         printer.json(&r);
@@ -749,4 +743,21 @@ pub async fn reproduce(
     } else {
         ExitStatus::Failure
     })
+}
+
+/// The first Ctrl-C cancels the run (its commands are killed; a built-in
+/// step such as training ends its current work first); a second one quits
+/// at once.
+fn cancel_on_ctrl_c(printer: Printer) -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = tx.send(true);
+            printer.note("cancelling: running commands are stopped (Ctrl-C again to quit now)");
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    rx
 }

@@ -118,6 +118,10 @@ impl MetaStore {
                 "o",
             ),
             ("SELECT object AS o, '' AS p FROM prediction_segments", "o"),
+            (
+                "SELECT log_object AS o, '' AS p FROM step_runs WHERE log_object IS NOT NULL",
+                "o",
+            ),
         ] {
             for r in text(sql)
                 .await
@@ -141,6 +145,22 @@ impl MetaStore {
                 serde_json::from_str(&get::<String>(&r, "artifacts_json")?).unwrap_or_default();
             if let Some(o) = v.as_object() {
                 for h in o.values().filter_map(|h| h.as_str()) {
+                    if let Ok(h) = ContentHash::parse(h) {
+                        live.insert(h);
+                    }
+                }
+            }
+        }
+        // The files `run:` steps stored as outputs, restored when a step is
+        // reused from the cache.
+        for r in text("SELECT outputs FROM step_runs WHERE outputs IS NOT NULL")
+            .await
+            .map_err(StoreError::query("listing step outputs"))?
+        {
+            let v: serde_json::Value =
+                serde_json::from_str(&get::<String>(&r, "outputs")?).unwrap_or_default();
+            if let Some(files) = v.get("files").and_then(|f| f.as_object()) {
+                for h in files.values().filter_map(|h| h.as_str()) {
                     if let Ok(h) = ContentHash::parse(h) {
                         live.insert(h);
                     }

@@ -36,6 +36,8 @@ pub struct StepRun {
     /// waiting, queued, running, succeeded, cached, failed, skipped or cancelled.
     pub status: String,
     pub attempts: i64,
+    /// Tries workers may start before the step fails.
+    pub max_attempts: Option<i64>,
     pub cache_key: Option<String>,
     /// The step as resolved and what it read.
     pub inputs: serde_json::Value,
@@ -81,7 +83,7 @@ pub type Edge = (String, String, String, String, String);
 
 const RUN_COLUMNS: &str = "id, pipeline, status, cause, params, definition, source_commit, \
      source_dirty, author, created_at, finished_at, error";
-const STEP_COLUMNS: &str = "run_id, step, kind, position, status, attempts, cache_key, inputs, \
+const STEP_COLUMNS: &str = "run_id, step, kind, position, status, attempts, max_attempts, cache_key, inputs, \
      outputs, cached_from, log_object, error, worker, lease_until, decision, decided_by, \
      queued_at, started_at, finished_at";
 
@@ -119,6 +121,7 @@ fn step_from_row(r: &AnyRow) -> Result<StepRun> {
         position: get(r, "position")?,
         status: get(r, "status")?,
         attempts: get(r, "attempts")?,
+        max_attempts: get(r, "max_attempts")?,
         cache_key: get(r, "cache_key")?,
         inputs: json(r, "inputs")?,
         outputs: match outputs {
@@ -213,8 +216,8 @@ impl MetaStore {
         let done = sqlx::query(
             "UPDATE step_runs SET status = $4, attempts = $5, cache_key = $6, inputs = $7, \
              outputs = $8, cached_from = $9, log_object = $10, error = $11, worker = $12, \
-             lease_until = $13, queued_at = $14, started_at = $15, finished_at = $16 \
-             WHERE project_id = $1 AND run_id = $2 AND step = $3",
+             lease_until = $13, queued_at = $14, started_at = $15, finished_at = $16, \
+             max_attempts = $17 WHERE project_id = $1 AND run_id = $2 AND step = $3",
         )
         .bind(&self.project_id)
         .bind(&s.run_id)
@@ -232,6 +235,7 @@ impl MetaStore {
         .bind(s.queued_at)
         .bind(s.started_at)
         .bind(s.finished_at)
+        .bind(s.max_attempts)
         .execute(&mut *tx)
         .await
         .map_err(StoreError::query("updating a step run"))?
@@ -252,6 +256,54 @@ impl MetaStore {
             .await
             .map_err(StoreError::query("committing a step run"))?;
         Ok(())
+    }
+
+    /// Ends a step that has not ended (cancelled, or its run stopped),
+    /// keeping what it recorded; false if it had ended already (a worker
+    /// finished it first).
+    pub async fn end_unfinished_step(
+        &self,
+        run_id: &str,
+        step: &str,
+        status: &str,
+        error: &str,
+    ) -> Result<bool> {
+        let (_w, mut tx) = self.write().await?;
+        let done = sqlx::query(
+            "UPDATE step_runs SET status = $4, error = $5, finished_at = $6, lease_until = NULL \
+             WHERE project_id = $1 AND run_id = $2 AND step = $3 \
+             AND status NOT IN ('succeeded', 'cached', 'failed', 'skipped', 'cancelled')",
+        )
+        .bind(&self.project_id)
+        .bind(run_id)
+        .bind(step)
+        .bind(status)
+        .bind(error)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::query("ending a step run"))?
+        .rows_affected();
+        tx.commit()
+            .await
+            .map_err(StoreError::query("committing a step run"))?;
+        Ok(done == 1)
+    }
+
+    /// Each step's (name, status, tries): what a run waiting on workers
+    /// polls, without the steps' inputs and outputs.
+    pub async fn step_states(&self, run_id: &str) -> Result<Vec<(String, String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT step, status, attempts FROM step_runs WHERE project_id = $1 AND run_id = $2",
+        )
+        .bind(&self.project_id)
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query("reading step states"))?;
+        rows.iter()
+            .map(|r| Ok((get(r, "step")?, get(r, "status")?, get(r, "attempts")?)))
+            .collect()
     }
 
     /// Ends a pipeline run.
@@ -289,6 +341,8 @@ impl MetaStore {
         if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(not_found());
         }
+        let prefix = prefix.to_ascii_lowercase();
+        let prefix = prefix.as_str();
         let upper = format!("{prefix}g");
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {RUN_COLUMNS} FROM pipeline_runs WHERE project_id = $1 AND id >= $2 AND id < $3 \
@@ -482,12 +536,20 @@ impl MetaStore {
     }
 
     /// Puts back in the queue every running step whose lease ran out (its
-    /// worker died or lost the store); returns how many.
+    /// worker died or lost the store), or fails it once it has had its
+    /// `max_attempts` tries; returns how many.
     pub async fn requeue_expired(&self) -> Result<u64> {
         let (_w, mut tx) = self.write().await?;
         let done = sqlx::query(
-            "UPDATE step_runs SET status = 'queued', worker = NULL, lease_until = NULL, \
-             error = 'requeued: its worker stopped renewing its lease' WHERE project_id = $1 \
+            "UPDATE step_runs SET worker = NULL, lease_until = NULL, \
+             status = CASE WHEN max_attempts IS NOT NULL AND attempts >= max_attempts \
+                 THEN 'failed' ELSE 'queued' END, \
+             finished_at = CASE WHEN max_attempts IS NOT NULL AND attempts >= max_attempts \
+                 THEN $2 ELSE NULL END, \
+             error = CASE WHEN max_attempts IS NOT NULL AND attempts >= max_attempts \
+                 THEN 'its worker stopped renewing its lease, try after try (the step may kill its worker)' \
+                 ELSE 'requeued: its worker stopped renewing its lease' END \
+             WHERE project_id = $1 \
              AND status = 'running' AND lease_until IS NOT NULL AND lease_until < $2",
         )
         .bind(&self.project_id)
@@ -598,19 +660,6 @@ impl MetaStore {
             .await
             .map_err(StoreError::query("committing a schedule tick"))?;
         Ok(done == 1)
-    }
-
-    /// The latest tick claimed for a pipeline's schedule.
-    pub async fn last_tick(&self, pipeline: &str) -> Result<Option<i64>> {
-        let row = sqlx::query(
-            "SELECT MAX(tick_at) AS t FROM pipeline_ticks WHERE project_id = $1 AND pipeline = $2",
-        )
-        .bind(&self.project_id)
-        .bind(pipeline)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(StoreError::query("reading schedule ticks"))?;
-        get(&row, "t")
     }
 
     /// Records a pipeline trigger under an id its cause determines (a
