@@ -29,6 +29,11 @@ pub struct WorkerOptions {
     pub poll: Duration,
 }
 
+/// How long after finishing a step a worker looks for the next one every
+/// `FOLLOW_UP_POLL`.
+const FOLLOW_UP: Duration = Duration::from_millis(250);
+const FOLLOW_UP_POLL: Duration = Duration::from_millis(3);
+
 /// What a worker reports.
 pub enum WorkerEvent<'a> {
     Claimed {
@@ -64,6 +69,9 @@ pub async fn work(
     // Expired leases are looked for every half lease, not every poll.
     let mut last_requeue: Option<std::time::Instant> = None;
     let mut backoff = Duration::from_secs(1);
+    // Right after a step ends, the steps it unblocks are about to be
+    // queued: look again soon, then settle back to `poll`.
+    let mut last_done: Option<std::time::Instant> = None;
     loop {
         if *stop.borrow() {
             return Ok(());
@@ -96,11 +104,15 @@ pub async fn work(
         let wait = match pass.await {
             Ok(true) => {
                 backoff = Duration::from_secs(1);
+                last_done = Some(std::time::Instant::now());
                 continue;
             }
             Ok(false) => {
                 backoff = Duration::from_secs(1);
-                opts.poll
+                match last_done {
+                    Some(t) if t.elapsed() < FOLLOW_UP => opts.poll.min(FOLLOW_UP_POLL),
+                    _ => opts.poll,
+                }
             }
             Err(e) => {
                 on_event(WorkerEvent::StoreError {
