@@ -36,7 +36,7 @@ pub struct RunOptions {
     pub force: bool,
     /// Steps running at once.
     pub jobs: usize,
-    /// What started it: `manual`, `schedule:<tick>`, `trigger:<id>`…
+    /// What started it: `manual`, `schedule:TICK`, `trigger:ID`…
     pub cause: String,
     /// Hand steps to `kiln worker`s (through the store) instead of running
     /// them in this process; approval steps still wait here.

@@ -13,7 +13,7 @@ pub struct PipelineRun {
     pub pipeline: String,
     /// running, succeeded, failed or cancelled.
     pub status: String,
-    /// manual, schedule:<tick>, trigger:<id> or reproduce:<run>.
+    /// `manual`, `schedule:TICK`, `trigger:ID` or `reproduce:RUN`.
     pub cause: String,
     pub params: serde_json::Value,
     /// The pipeline as declared when it ran.
