@@ -318,12 +318,7 @@ fn a_failed_step_is_retried_then_stops_what_needs_it_and_the_run_exits_1() {
         std::fs::read_to_string(p.path("tries.txt")).unwrap(),
         "try\ntry\ntry\n"
     );
-    let flaky = &run["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["step"] == "flaky")
-        .unwrap();
+    let flaky = &step_of(&run, "flaky");
     assert_eq!(flaky["attempts"], 3);
     let error = flaky["error"].as_str().unwrap();
     assert!(
@@ -338,12 +333,7 @@ fn a_failed_step_is_retried_then_stops_what_needs_it_and_the_run_exits_1() {
             .unwrap()
             .starts_with("step `flaky` failed")
     );
-    let after = &run["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["step"] == "later")
-        .unwrap();
+    let after = &step_of(&run, "later");
     assert_eq!(after["error"], "needs `after`, which was skipped");
 
     let xml = std::fs::read_to_string(&junit).unwrap();
@@ -397,12 +387,7 @@ fn independent_steps_run_in_parallel_and_a_timeout_kills_the_command() {
         ("succeeded", "succeeded")
     );
     assert_eq!(s["slow"], "failed");
-    let slow = run["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["step"] == "slow")
-        .unwrap();
+    let slow = step_of(&run, "slow");
     assert!(
         slow["error"].as_str().unwrap().contains("timed out"),
         "{slow}"
@@ -564,13 +549,7 @@ pipelines:
             continue;
         };
         let shown = p.kiln(&["pipelines", "show", id, "--json"]).ok().json();
-        let approve = shown["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["step"] == "approve")
-            .unwrap()
-            .clone();
+        let approve = step_of(&shown, "approve").clone();
         if approve["status"] == "running" {
             break id.to_string();
         }
@@ -627,12 +606,7 @@ pipelines:
     assert_eq!(s["gate"], "succeeded");
     assert_eq!(s["approve"], "failed");
     assert_eq!(s["deploy"], "skipped");
-    let gate = run["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["step"] == "gate")
-        .unwrap();
+    let gate = step_of(&run, "gate");
     assert_eq!(gate["outputs"]["clauses"][1]["outcome"], "passed", "{gate}");
 }
 
@@ -885,22 +859,12 @@ pipelines:
     let first = p.kiln(&["run", "--json"]).ok().json();
     let id = first["run"]["id"].as_str().unwrap().to_string();
     // The split: two new datasets, every row on one side, each season on both.
-    let split = first["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["step"] == "split")
-        .unwrap();
+    let split = step_of(&first, "split");
     let (train_rows, test_rows) = (
         split["outputs"]["train_rows"].as_u64().unwrap(),
         split["outputs"]["test_rows"].as_u64().unwrap(),
     );
-    let ingest = first["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["step"] == "ingest")
-        .unwrap();
+    let ingest = step_of(&first, "ingest");
     assert_eq!(
         train_rows + test_rows,
         ingest["outputs"]["rows"].as_u64().unwrap()
@@ -925,15 +889,8 @@ pipelines:
     // too: same data, seed and trials), and the registry is left alone.
     let r = p.kiln(&["reproduce", &id[..10], "--json"]).ok().json();
     assert_eq!(r["identical"], true, "{r}");
-    let verdict = |r: &serde_json::Value, step: &str| -> serde_json::Value {
-        r["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["step"] == step)
-            .unwrap()
-            .clone()
-    };
+    let verdict =
+        |r: &serde_json::Value, step: &str| -> serde_json::Value { step_of(r, step).clone() };
     assert_eq!(verdict(&r, "train")["verdict"], "identical");
     assert_eq!(verdict(&r, "register")["verdict"], "not rerun");
     assert_eq!(r["run"]["run"]["cause"], format!("reproduce:{id}"));
@@ -1033,12 +990,7 @@ pipelines:
     let run = p.kiln(&["run", "--json"]).ok().json();
     let s = statuses(&run);
     assert!(s.values().all(|v| v == "succeeded"), "{run}");
-    let join = run["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["step"] == "join")
-        .unwrap();
+    let join = step_of(&run, "join");
     assert_eq!(join["outputs"]["rows"], 3);
     let out = p.path("daily.csv");
     p.kiln(&["data", "get", "daily", "-o", out.to_str().unwrap()])
@@ -1068,12 +1020,7 @@ pipelines:
         "{shown}"
     );
     assert!(types.contains(&("temp".into(), "float".into())), "{shown}");
-    let top = run["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["step"] == "top")
-        .unwrap();
+    let top = step_of(&run, "top");
     assert_eq!(
         top["outputs"]["rows"], 2,
         "the table found by its name in the SQL"
@@ -1096,19 +1043,9 @@ pipelines:
         "project: t\npipelines:\n  bad:\n    steps:\n      q: { kind: transform, with: { sql: \"SELEC * FROM trips\", output: x } }\n      none: { kind: transform, with: { sql: \"SELECT 1\", output: y } }\n",
     );
     let bad = p.kiln(&["run", "--json"]).code(1).json();
-    let q = bad["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["step"] == "q")
-        .unwrap();
+    let q = step_of(&bad, "q");
     assert!(q["error"].as_str().unwrap().contains("syntax error"), "{q}");
-    let none = bad["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["step"] == "none")
-        .unwrap();
+    let none = step_of(&bad, "none");
     assert!(
         none["error"].as_str().unwrap().contains("names no dataset"),
         "{none}"
@@ -1158,4 +1095,14 @@ fn cached_results_survive_gc_and_new_checks_run_the_check_step_again() {
         ),
         ("cached", "failed", "cached")
     );
+}
+
+/// A step of a `kiln run --json` (or `pipelines show --json`) by name.
+fn step_of<'a>(run: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == name)
+        .unwrap_or_else(|| panic!("no step `{name}` in {run}"))
 }

@@ -238,6 +238,32 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Res
     Ok(())
 }
 
+/// Adds a file as a version of dataset `name`: the version, whether it is
+/// new, and its `NAME@HEX` reference.
+async fn add_file(
+    project: &Project,
+    name: &str,
+    path: &Path,
+    message: Option<String>,
+) -> Result<(Box<kiln_store::VersionRecord>, bool, String), Failure> {
+    use kiln_project::datasets::AddOutcome;
+    let opts = AddOptions {
+        message,
+        ..AddOptions::default()
+    };
+    let (v, created) = match project
+        .add(name, path, &opts, &NoProgress)
+        .await
+        .map_err(err)?
+    {
+        AddOutcome::Created { version, .. } => (version, true),
+        AddOutcome::Unchanged { version } => (version, false),
+        AddOutcome::Refused { .. } => unreachable!("checks are not enforced here"),
+    };
+    let id = format!("{}@{}", v.dataset, v.id.to_hex());
+    Ok((v, created, id))
+}
+
 /// Runs a built-in step (not `run` nor `approve`, which the runner runs).
 pub async fn builtin(
     project: &Project,
@@ -250,21 +276,8 @@ pub async fn builtin(
         "ingest" => {
             let name = arg(args, "dataset")?;
             let path = project_path(project, arg(args, "path")?);
-            let opts = AddOptions {
-                message: opt(args, "message")?.map(str::to_string),
-                ..AddOptions::default()
-            };
-            let outcome = project
-                .add(name, &path, &opts, &NoProgress)
-                .await
-                .map_err(err)?;
-            use kiln_project::datasets::AddOutcome;
-            let (v, created) = match outcome {
-                AddOutcome::Created { version, .. } => (version, true),
-                AddOutcome::Unchanged { version } => (version, false),
-                AddOutcome::Refused { .. } => unreachable!("checks are not enforced here"),
-            };
-            let id = format!("{}@{}", v.dataset, v.id.to_hex());
+            let message = opt(args, "message")?.map(str::to_string);
+            let (v, created, id) = add_file(project, name, &path, message).await?;
             log.line(format!(
                 "{} {name}@{} from {} ({} rows)",
                 if created { "added" } else { "unchanged:" },
@@ -598,26 +611,13 @@ async fn split(
             parquet::arrow::ArrowWriter::try_new(file, Arc::clone(&schema), None).map_err(err)?;
         w.write(&taken).map_err(err)?;
         w.close().map_err(err)?;
-        let opts = AddOptions {
-            message: Some(format!(
-                "{side} part of {}@{} ({} of {n} rows, seed {seed})",
-                v.dataset,
-                v.id.short(),
-                rows.len()
-            )),
-            ..AddOptions::default()
-        };
-        let outcome = project
-            .add(&name, &path, &opts, &NoProgress)
-            .await
-            .map_err(err)?;
-        use kiln_project::datasets::AddOutcome;
-        let (added, created) = match outcome {
-            AddOutcome::Created { version, .. } => (version, true),
-            AddOutcome::Unchanged { version } => (version, false),
-            AddOutcome::Refused { .. } => unreachable!("checks are not enforced here"),
-        };
-        let id = format!("{}@{}", added.dataset, added.id.to_hex());
+        let message = format!(
+            "{side} part of {}@{} ({} of {n} rows, seed {seed})",
+            v.dataset,
+            v.id.short(),
+            rows.len()
+        );
+        let (added, created, id) = add_file(project, &name, &path, Some(message)).await?;
         log.line(format!(
             "{side}: {name}@{} ({} rows)",
             added.id.short(),
@@ -884,30 +884,15 @@ async fn transform(
     if n == 0 {
         return Err("the SQL returned no rows, so there is no dataset to add".into());
     }
-    let opts = AddOptions {
-        message: Some(
-            opt(args, "message")?
-                .map(str::to_string)
-                .unwrap_or_else(|| {
-                    format!(
-                        "transform: {}",
-                        sql.split_whitespace().collect::<Vec<_>>().join(" ")
-                    )
-                }),
-        ),
-        ..AddOptions::default()
-    };
-    let outcome = project
-        .add(output, &path, &opts, &NoProgress)
-        .await
-        .map_err(err)?;
-    use kiln_project::datasets::AddOutcome;
-    let (v, created) = match outcome {
-        AddOutcome::Created { version, .. } => (version, true),
-        AddOutcome::Unchanged { version } => (version, false),
-        AddOutcome::Refused { .. } => unreachable!("checks are not enforced here"),
-    };
-    let id = format!("{}@{}", v.dataset, v.id.to_hex());
+    let message = opt(args, "message")?
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            format!(
+                "transform: {}",
+                sql.split_whitespace().collect::<Vec<_>>().join(" ")
+            )
+        });
+    let (v, created, id) = add_file(project, output, &path, Some(message)).await?;
     log.line(format!("{output}@{} ({n} rows)", v.id.short()));
     p.outputs.insert("dataset".into(), json!(id));
     p.outputs.insert("version".into(), json!(v.id.to_hex()));
