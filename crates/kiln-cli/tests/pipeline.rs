@@ -1106,3 +1106,59 @@ fn step_of<'a>(run: &'a serde_json::Value, name: &str) -> &'a serde_json::Value 
         .find(|s| s["step"] == name)
         .unwrap_or_else(|| panic!("no step `{name}` in {run}"))
 }
+
+#[test]
+fn a_kiln_run_killed_outright_is_ended_by_the_next_look_at_its_runs() {
+    let p = with_pipeline(
+        r#"    steps:
+      long: { run: "sleep 30; touch never.txt" }
+      next: { run: "touch next.txt", needs: [long] }
+"#,
+    );
+    let mut child = p
+        .command(&["run", "--json"])
+        .env("KILN_PIPELINE_STALE_AFTER", "1s")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let id = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let runs = p.kiln(&["pipelines", "runs", "--json"]).ok().json();
+        let Some(id) = runs[0]["id"].as_str() else {
+            continue;
+        };
+        let shown = p.kiln(&["pipelines", "show", id, "--json"]).ok().json();
+        if step_of(&shown, "long")["status"] == "running" {
+            break id.to_string();
+        }
+    };
+    // While it beats, looking at it changes nothing.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let look = |p: &Project| {
+        let out = p
+            .command(&["pipelines", "show", &id, "--json"])
+            .env("KILN_PIPELINE_STALE_AFTER", "1s")
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(look(&p)["run"]["status"], "running");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let shown = look(&p);
+    assert_eq!(shown["run"]["status"], "failed", "{shown}");
+    assert!(
+        shown["run"]["error"].as_str().unwrap().contains("stopped"),
+        "{shown}"
+    );
+    assert_eq!(step_of(&shown, "long")["status"], "cancelled");
+    assert_eq!(step_of(&shown, "next")["status"], "cancelled");
+    assert!(!p.path("never.txt").exists() && !p.path("next.txt").exists());
+}

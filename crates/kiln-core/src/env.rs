@@ -26,6 +26,9 @@ impl EnvVars {
     /// a path; one JSON event per line) or an `http(s)://` endpoint
     /// (events are POSTed as JSON, e.g. to Marquez's `/api/v1/lineage`).
     pub const KILN_OPENLINEAGE_URL: &'static str = "KILN_OPENLINEAGE_URL";
+    /// How long a running pipeline run may go without its process's
+    /// heartbeat before it is ended as failed (default `60s`).
+    pub const KILN_PIPELINE_STALE_AFTER: &'static str = "KILN_PIPELINE_STALE_AFTER";
     /// The interpreter with `mlflow` installed that the interoperability
     /// tests drive (`scripts/test` sets it).
     pub const KILN_TEST_MLFLOW_PYTHON: &'static str = "KILN_TEST_MLFLOW_PYTHON";

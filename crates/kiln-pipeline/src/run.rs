@@ -109,6 +109,25 @@ pub struct Outcome {
     pub steps: Vec<StepRun>,
 }
 
+/// How long a running run may go without its heartbeat before it counts
+/// as abandoned: `KILN_PIPELINE_STALE_AFTER`, default one minute.
+pub fn stale_after() -> Duration {
+    std::env::var(kiln_core::EnvVars::KILN_PIPELINE_STALE_AFTER)
+        .ok()
+        .and_then(|v| kiln_core::parse_duration(&v).ok())
+        .filter(|d| !d.is_zero())
+        .unwrap_or(Duration::from_secs(60))
+}
+
+/// Ends runs whose process was killed (see [`stale_after`]); what looks at
+/// runs calls it (workers, the scheduler, `kiln pipelines`).
+pub async fn sweep_abandoned(project: &Project) -> Result<Vec<String>> {
+    Ok(project
+        .meta
+        .sweep_abandoned_runs(stale_after().as_millis() as i64)
+        .await?)
+}
+
 /// A pipeline by name, or an error listing the declared ones.
 pub fn pipeline<'a>(project: &'a Project, name: &str) -> Result<&'a PipelineConfig> {
     project.config.pipelines.get(name).ok_or_else(|| {
@@ -452,6 +471,21 @@ pub(crate) async fn run_config(
     });
     let logs = log_dir(&project, &record.id);
     std::fs::create_dir_all(&logs).map_err(PipelineError::io("create", &logs))?;
+    // The heartbeat that tells others this run is still followed.
+    let heartbeat = {
+        let project = project.clone();
+        let run_id = record.id.clone();
+        let every = (stale_after() / 6).max(Duration::from_millis(100));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = project.meta.beat_pipeline_run(&run_id).await {
+                    tracing::warn!("renewing the run's heartbeat: {e}");
+                }
+            }
+        })
+    };
+    let _stop_heartbeat = AbortOnDrop(heartbeat);
     // One reader of the step rows for all the steps that wait on workers,
     // however many there are.
     let poller = opts.remote.then(|| {
@@ -639,6 +673,15 @@ pub(crate) async fn run_config(
         run: project.meta.pipeline_run(&record.id).await?,
         steps: order.iter().map(|s| state[s].clone()).collect(),
     })
+}
+
+/// Aborts a task when dropped (on every way out of a function).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Where a run's step logs are written while it runs.

@@ -153,6 +153,9 @@ pub async fn scheduler_loop(project: Arc<Project>, every: Duration, remote: bool
                 say(format!("pipeline {name}: recording a trigger: {e}"));
             }
         }
+        if let Err(e) = run::sweep_abandoned(&project).await {
+            say(format!("ending abandoned runs: {e}"));
+        }
         match project.meta.pipeline_triggers(Some("pending"), 100).await {
             Ok(pending) => {
                 for t in pending.into_iter().rev() {

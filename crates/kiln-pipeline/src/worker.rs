@@ -79,6 +79,7 @@ pub async fn work(
         let pass = async {
             if last_requeue.is_none_or(|t| t.elapsed() >= opts.lease / 2) {
                 last_requeue = Some(std::time::Instant::now());
+                run::sweep_abandoned(&project).await?;
                 let requeued = project.meta.requeue_expired().await?;
                 if requeued > 0 {
                     on_event(WorkerEvent::Requeued { steps: requeued });

@@ -19,6 +19,9 @@ CREATE TABLE pipeline_runs (
     source_dirty  BIGINT,
     author        TEXT NOT NULL,
     created_at    BIGINT NOT NULL,
+    -- Renewed by the process running it; a running run whose heartbeat
+    -- stops (that process was killed) is ended by whoever looks next.
+    heartbeat_at  BIGINT,
     finished_at   BIGINT,
     error         TEXT,
     PRIMARY KEY (project_id, id)

@@ -291,6 +291,8 @@ pub async fn pipelines(
     cmd: PipelinesCommand,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
+    // A run whose process was killed is ended before it is shown.
+    kiln_pipeline::run::sweep_abandoned(project).await?;
     match cmd {
         PipelinesCommand::Ls => {
             let mut rows = Vec::new();

@@ -165,8 +165,8 @@ impl MetaStore {
         };
         let (_w, mut tx) = self.write().await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO pipeline_runs (project_id, {RUN_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL)"
+            "INSERT INTO pipeline_runs (project_id, {RUN_COLUMNS}, heartbeat_at) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL, $11)"
         )))
         .bind(&self.project_id)
         .bind(&run.id)
@@ -304,6 +304,80 @@ impl MetaStore {
         rows.iter()
             .map(|r| Ok((get(r, "step")?, get(r, "status")?, get(r, "attempts")?)))
             .collect()
+    }
+
+    /// Renews a running pipeline run's heartbeat.
+    pub async fn beat_pipeline_run(&self, id: &str) -> Result<()> {
+        let (_w, mut tx) = self.write().await?;
+        sqlx::query(
+            "UPDATE pipeline_runs SET heartbeat_at = $3 WHERE project_id = $1 AND id = $2 \
+             AND status = 'running'",
+        )
+        .bind(&self.project_id)
+        .bind(id)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::query("renewing a pipeline run"))?;
+        tx.commit()
+            .await
+            .map_err(StoreError::query("committing a pipeline run"))?;
+        Ok(())
+    }
+
+    /// Ends the running pipeline runs whose heartbeat is older than
+    /// `stale_ms` (the process running them was killed): their unfinished
+    /// steps are cancelled, so workers do not take them, and the run fails.
+    /// Returns the runs ended.
+    pub async fn sweep_abandoned_runs(&self, stale_ms: i64) -> Result<Vec<String>> {
+        let now = now_ms();
+        let rows = sqlx::query(
+            "SELECT id FROM pipeline_runs WHERE project_id = $1 AND status = 'running' \
+             AND heartbeat_at IS NOT NULL AND heartbeat_at < $2",
+        )
+        .bind(&self.project_id)
+        .bind(now - stale_ms)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query("looking for abandoned runs"))?;
+        let mut ended = Vec::new();
+        for r in rows {
+            let id: String = get(&r, "id")?;
+            let (_w, mut tx) = self.write().await?;
+            let why = "its `kiln run` stopped (no heartbeat): the process was killed";
+            let done = sqlx::query(
+                "UPDATE pipeline_runs SET status = 'failed', error = $3, finished_at = $4 \
+                 WHERE project_id = $1 AND id = $2 AND status = 'running' AND heartbeat_at < $5",
+            )
+            .bind(&self.project_id)
+            .bind(&id)
+            .bind(why)
+            .bind(now)
+            .bind(now - stale_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("ending an abandoned run"))?
+            .rows_affected();
+            if done == 1 {
+                sqlx::query(
+                    "UPDATE step_runs SET status = 'cancelled', error = $3, finished_at = $4, \
+                     lease_until = NULL WHERE project_id = $1 AND run_id = $2 \
+                     AND status NOT IN ('succeeded', 'cached', 'failed', 'skipped', 'cancelled')",
+                )
+                .bind(&self.project_id)
+                .bind(&id)
+                .bind(why)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query("ending an abandoned run's steps"))?;
+                ended.push(id);
+            }
+            tx.commit()
+                .await
+                .map_err(StoreError::query("committing an abandoned run"))?;
+        }
+        Ok(ended)
     }
 
     /// Ends a pipeline run.
