@@ -685,10 +685,22 @@ impl Drop for AbortOnDrop {
 }
 
 /// Where a run's step logs are written while it runs.
+///
+/// The project's `.kiln/logs`, or the temporary folder where there is no
+/// project folder or it cannot be written (a worker whose kiln.yaml is a
+/// read-only mount).
 pub fn log_dir(project: &Project, run_id: &str) -> PathBuf {
+    let temp = || std::env::temp_dir().join("kiln-logs").join(run_id);
     match &project.root {
-        Some(root) => root.join(".kiln").join("logs").join(run_id),
-        None => std::env::temp_dir().join("kiln-logs").join(run_id),
+        Some(root) => {
+            let dir = root.join(".kiln").join("logs").join(run_id);
+            if dir.is_dir() || std::fs::create_dir_all(&dir).is_ok() {
+                dir
+            } else {
+                temp()
+            }
+        }
+        None => temp(),
     }
 }
 
