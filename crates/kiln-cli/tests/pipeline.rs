@@ -537,23 +537,13 @@ pipelines:
         .spawn()
         .unwrap();
     // Wait until the approval step waits, then approve it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let run_id = loop {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the approval step never waited"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let runs = p.kiln(&["pipelines", "runs", "--json"]).ok().json();
-        let Some(id) = runs[0]["id"].as_str() else {
-            continue;
-        };
-        let shown = p.kiln(&["pipelines", "show", id, "--json"]).ok().json();
-        let approve = step_of(&shown, "approve").clone();
-        if approve["status"] == "running" {
-            break id.to_string();
-        }
-    };
+    let run_id = wait_for_latest_run(
+        &p,
+        120,
+        || "the approval step never waited".into(),
+        |shown| (step_of(shown, "approve")["status"] == "running").then_some(()),
+    )
+    .0;
     let wrong = p.kiln(&["approve", &run_id, "deploy"]).code(2);
     assert!(wrong.stderr.contains("Nothing waits"), "{}", wrong.stderr);
     p.kiln(&["approve", &run_id, "approve", "-m", "fine"]).ok();
@@ -763,30 +753,21 @@ async fn a_worker_killed_mid_step_has_its_step_finished_elsewhere_once() {
         .unwrap();
 
     // Kill w2 while it runs a step.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let killed_step = loop {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "w2 never ran a step: {}",
-            worker_logs(shared.path())
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        let runs = p.kiln(&["pipelines", "runs", "--json"]).ok().json();
-        let Some(id) = runs[0]["id"].as_str() else {
-            continue;
-        };
-        let shown = p.kiln(&["pipelines", "show", id, "--json"]).ok().json();
-        if let Some(s) = shown["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["worker"] == "w2" && s["status"] == "running")
-        {
-            workers[1].kill().unwrap();
-            workers[1].wait().unwrap();
-            break s["step"].as_str().unwrap().to_string();
-        }
-    };
+    let (_, killed_step) = wait_for_latest_run(
+        &p,
+        30,
+        || format!("w2 never ran a step: {}", worker_logs(shared.path())),
+        |shown| {
+            shown["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["worker"] == "w2" && s["status"] == "running")
+                .map(|s| s["step"].as_str().unwrap().to_string())
+        },
+    );
+    workers[1].kill().unwrap();
+    workers[1].wait().unwrap();
     let out = run.wait_with_output().unwrap();
     for w in workers.iter_mut() {
         let _ = w.kill();
@@ -1122,22 +1103,12 @@ fn a_kiln_run_killed_outright_is_ended_by_the_next_look_at_its_runs() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let id = loop {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the step never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        let runs = p.kiln(&["pipelines", "runs", "--json"]).ok().json();
-        let Some(id) = runs[0]["id"].as_str() else {
-            continue;
-        };
-        let shown = p.kiln(&["pipelines", "show", id, "--json"]).ok().json();
-        if step_of(&shown, "long")["status"] == "running" {
-            break id.to_string();
-        }
-    };
+    let (id, ()) = wait_for_latest_run(
+        &p,
+        30,
+        || "the step never started".into(),
+        |shown| (step_of(shown, "long")["status"] == "running").then_some(()),
+    );
     // While it beats, looking at it changes nothing.
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let look = |p: &Project| {
@@ -1161,4 +1132,27 @@ fn a_kiln_run_killed_outright_is_ended_by_the_next_look_at_its_runs() {
     assert_eq!(step_of(&shown, "long")["status"], "cancelled");
     assert_eq!(step_of(&shown, "next")["status"], "cancelled");
     assert!(!p.path("never.txt").exists() && !p.path("next.txt").exists());
+}
+
+/// Polls the newest pipeline run's `show --json` until `found` picks
+/// something out of it; returns the run id and that.
+fn wait_for_latest_run<T>(
+    p: &Project,
+    seconds: u64,
+    never: impl Fn() -> String,
+    found: impl Fn(&serde_json::Value) -> Option<T>,
+) -> (String, T) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "{}", never());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let runs = p.kiln(&["pipelines", "runs", "--json"]).ok().json();
+        let Some(id) = runs[0]["id"].as_str() else {
+            continue;
+        };
+        let shown = p.kiln(&["pipelines", "show", id, "--json"]).ok().json();
+        if let Some(t) = found(&shown) {
+            return (id.to_string(), t);
+        }
+    }
 }

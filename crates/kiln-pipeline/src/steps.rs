@@ -152,11 +152,9 @@ pub async fn reads(
     if kind == "transform" {
         let mut tables = Map::new();
         for (name, source) in transform_tables(project, args).await? {
-            let v = project
-                .resolve_table(&source)
+            let v = dataset_version(project, &source)
                 .await
-                .map_err(err)?
-                .ok_or_else(|| format!("table `{name}`: `{source}` is not a dataset"))?;
+                .map_err(|e| format!("table `{name}`: {e}"))?;
             tables.insert(name, json!(format!("{}@{}", v.dataset, v.id.to_hex())));
         }
         out.insert("tables".into(), Value::Object(tables));
@@ -238,6 +236,18 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Res
     Ok(())
 }
 
+/// The dataset version a reference (`NAME[@VERSION]`) names now.
+async fn dataset_version(
+    project: &Project,
+    source: &str,
+) -> Result<kiln_store::VersionRecord, Failure> {
+    project
+        .resolve_table(source)
+        .await
+        .map_err(err)?
+        .ok_or_else(|| format!("`{source}` is not a dataset"))
+}
+
 /// Adds a file as a version of dataset `name`: the version, whether it is
 /// new, and its `NAME@HEX` reference.
 async fn add_file(
@@ -294,11 +304,7 @@ pub async fn builtin(
         }
         "check" => {
             let source = arg(args, "dataset")?;
-            let v = project
-                .resolve_table(source)
-                .await
-                .map_err(err)?
-                .ok_or_else(|| format!("`{source}` is not a dataset"))?;
+            let v = dataset_version(project, source).await?;
             let report = project.check(&v).await.map_err(err)?;
             for r in &report.results {
                 log.line(format!(
@@ -554,11 +560,7 @@ async fn split(
     use arrow_array::{Array, UInt32Array};
 
     let source = arg(args, "dataset")?;
-    let v = project
-        .resolve_table(source)
-        .await
-        .map_err(err)?
-        .ok_or_else(|| format!("`{source}` is not a dataset"))?;
+    let v = dataset_version(project, source).await?;
     let batches = project.read_version(&v).await.map_err(err)?;
     let Some(schema) = batches.first().map(|b| b.schema()) else {
         return Err(format!("{}@{} has no rows", v.dataset, v.id.short()));
@@ -692,11 +694,9 @@ async fn transform(
         .await
         .map_err(err)?;
     for (name, source) in transform_tables(project, args).await? {
-        let v = project
-            .resolve_table(&source)
+        let v = dataset_version(project, &source)
             .await
-            .map_err(err)?
-            .ok_or_else(|| format!("table `{name}`: `{source}` is not a dataset"))?;
+            .map_err(|e| format!("table `{name}`: {e}"))?;
         let batches = project.read_version(&v).await.map_err(err)?;
         let Some(schema) = batches.first().map(|b| b.schema()) else {
             return Err(format!(
